@@ -1,0 +1,94 @@
+"""The storage seam: every domain talks to a hub's CDM through ``HubDatabase``.
+
+DuckDB (a file) is the embedded default. SQL is written once in DuckDB's dialect; a PostgreSQL
+backend can plug in here by transpiling with sqlglot, without touching the domains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from healthmesh.cdm.schema import cdm_tables, create_table_sql
+from healthmesh.errors import CDMError
+
+__all__ = ["HubDatabase", "connect", "init_cdm"]
+
+
+class HubDatabase:
+    """A hub's CDM database. Use as a context manager or call ``close()``."""
+
+    dialect = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self.con = con
+        self.path = path
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        try:
+            self.con.execute(sql, params)
+        except duckdb.Error as error:
+            raise CDMError(f"query failed: {error}") from error
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            return self.con.execute(sql, params).fetchall()
+        except duckdb.Error as error:
+            raise CDMError(f"query failed: {error}") from error
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        row = self.rows(sql, params)
+        return row[0][0] if row else None
+
+    def df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return self.con.execute(sql, params).df()
+        except duckdb.Error as error:
+            raise CDMError(f"query failed: {error}") from error
+
+    def tables(self) -> set[str]:
+        return {
+            r[0]
+            for r in self.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
+        }
+
+    def table_counts(self, tables: Sequence[str] | None = None) -> dict[str, int]:
+        names = list(tables) if tables is not None else sorted(cdm_tables())
+        present = self.tables()
+        return {t: int(self.scalar(f"SELECT count(*) FROM {t}")) for t in names if t in present}
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> HubDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(path: str | Path, read_only: bool = False, threads: int | None = None) -> HubDatabase:
+    """Open (or create) the hub database at ``path``."""
+    target = Path(path)
+    if read_only and not target.exists():
+        raise CDMError(f"no hub database at {target}; create one with `healthmesh cdm init --db {target}`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(target), read_only=read_only)
+    except duckdb.Error as error:
+        raise CDMError(f"cannot open hub database {target}: {error}") from error
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return HubDatabase(con, target)
+
+
+def init_cdm(db: HubDatabase) -> list[str]:
+    """Create every CDM v5.4 table that is missing; returns the table names."""
+    tables = list(cdm_tables())
+    for table in tables:
+        db.execute(create_table_sql(table, db.dialect))
+    return tables

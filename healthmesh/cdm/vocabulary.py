@@ -1,0 +1,170 @@
+"""Load OMOP vocabulary tables and build the source-to-standard lookup that ingest joins against.
+
+Two file forms are read, told apart by content: Athena exports (tab-separated, dates ``YYYYMMDD``,
+upper-case names such as ``CONCEPT.csv``) and the comma-separated CDM form with ISO dates (the
+bundled default, from OHDSI's Eunomia Synthea27Nj). Files may be gzipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+from importlib import resources
+from pathlib import Path
+
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.schema import cdm_tables
+from healthmesh.errors import VocabularyError
+
+__all__ = ["VOCABULARY_TABLES", "bundled_vocabulary_dir", "load_vocabulary", "vocabulary_version"]
+
+VOCABULARY_TABLES = (
+    "concept",
+    "concept_relationship",
+    "concept_ancestor",
+    "vocabulary",
+    "domain",
+    "concept_class",
+    "relationship",
+    "concept_synonym",
+    "drug_strength",
+)
+
+_DATE_COLUMNS = {"valid_start_date", "valid_end_date"}
+
+
+def bundled_vocabulary_dir() -> Path:
+    return Path(str(resources.files("healthmesh.cdm").joinpath("vocabulary")))
+
+
+def _find(directory: Path, table: str) -> Path | None:
+    for candidate in sorted(directory.iterdir()):
+        name = candidate.name.lower()
+        if name in (f"{table}.csv", f"{table}.csv.gz", f"{table}.tsv", f"{table}.tsv.gz"):
+            return candidate
+    return None
+
+
+def _first_line(path: Path) -> str:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig") as handle:  # type: ignore[operator]
+        return str(handle.readline())
+
+
+def _load_table(db: HubDatabase, table: str, path: Path) -> int:
+    header = _first_line(path)
+    delimiter = "\t" if "\t" in header else ","
+    fields = cdm_tables()[table]
+    found = {c.strip().lower() for c in header.strip().split(delimiter)}
+    missing = [f.name for f in fields if f.required and f.name not in found]
+    if missing:
+        raise VocabularyError(
+            f"{path.name}: missing columns {', '.join(missing)}; is it an OMOP {table} file?"
+        )
+    athena = delimiter == "\t"
+    select = []
+    for f in fields:
+        if f.name not in found:
+            select.append(f"NULL AS {f.name}")
+        elif f.name in _DATE_COLUMNS and athena:
+            select.append(f"strptime(nullif({f.name}, ''), '%Y%m%d')::DATE AS {f.name}")
+        else:
+            select.append(f"nullif({f.name}, '')::{_cast(f.datatype)} AS {f.name}")
+    quote = "" if athena else '"'
+    source = (
+        f"read_csv('{path}', delim='{delimiter}', header=true, all_varchar=true, quote='{quote}',"
+        " null_padding=true, normalize_names=true)"
+    )
+    db.execute(f"DELETE FROM {table}")
+    db.execute(f"INSERT INTO {table} SELECT {', '.join(select)} FROM {source}")
+    return int(db.scalar(f"SELECT count(*) FROM {table}"))
+
+
+def _cast(datatype: str) -> str:
+    if datatype == "integer":
+        return "BIGINT"
+    if datatype == "float":
+        return "DOUBLE"
+    if datatype == "date":
+        return "DATE"
+    return "VARCHAR"
+
+
+def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str, int]:
+    """Load every vocabulary table found in ``directory`` (default: the bundled subset).
+
+    The bundled supplement of platform and always-needed concepts is added when absent, the
+    ``concept_ancestor`` table is derived from "Is a" when the files give none, and the
+    ``hm_concept_map`` lookup (source code to standard concept and domain) is rebuilt.
+    """
+    directory = directory or bundled_vocabulary_dir()
+    if not directory.is_dir():
+        raise VocabularyError(f"vocabulary folder {directory} does not exist")
+    counts: dict[str, int] = {}
+    for table in VOCABULARY_TABLES:
+        path = _find(directory, table)
+        if path is not None:
+            counts[table] = _load_table(db, table, path)
+    if "concept" not in counts:
+        raise VocabularyError(f"no CONCEPT file in {directory}; expected CONCEPT.csv or concept.csv(.gz)")
+    supplement = bundled_vocabulary_dir() / "supplement.csv"
+    db.execute(
+        "INSERT INTO concept SELECT s.* FROM read_csv(?, header=true, types={'concept_id':'BIGINT',"
+        " 'valid_start_date':'DATE', 'valid_end_date':'DATE'}) s"
+        " WHERE s.concept_id NOT IN (SELECT concept_id FROM concept)",
+        [str(supplement)],
+    )
+    if not db.scalar("SELECT count(*) FROM concept_ancestor"):
+        counts["concept_ancestor"] = _derive_ancestors(db)
+    _build_concept_map(db)
+    counts["concept"] = int(db.scalar("SELECT count(*) FROM concept"))
+    return counts
+
+
+def _derive_ancestors(db: HubDatabase) -> int:
+    """Transitive closure of "Is a" among concepts, plus each standard concept as its own ancestor."""
+    db.execute(
+        """
+        INSERT INTO concept_ancestor
+        WITH RECURSIVE isa AS (
+            SELECT concept_id_1 AS child, concept_id_2 AS parent FROM concept_relationship
+            WHERE relationship_id = 'Is a' AND invalid_reason IS NULL
+        ), walk(ancestor, descendant, depth) AS (
+            SELECT parent, child, 1 FROM isa
+            UNION
+            SELECT isa.parent, walk.descendant, walk.depth + 1 FROM walk JOIN isa ON isa.child = walk.ancestor
+            WHERE walk.depth < 20
+        )
+        SELECT ancestor, descendant, min(depth), max(depth) FROM walk GROUP BY ancestor, descendant
+        UNION ALL
+        SELECT concept_id, concept_id, 0, 0 FROM concept WHERE standard_concept = 'S'
+        """
+    )
+    return int(db.scalar("SELECT count(*) FROM concept_ancestor"))
+
+
+def _build_concept_map(db: HubDatabase) -> None:
+    """One row per (vocabulary, code): its source concept, standard concept and target domain."""
+    db.execute(
+        """
+        CREATE OR REPLACE TABLE hm_concept_map AS
+        WITH maps AS (
+            SELECT r.concept_id_1 AS source_id, min(r.concept_id_2) AS standard_id
+            FROM concept_relationship r JOIN concept t ON t.concept_id = r.concept_id_2
+            WHERE r.relationship_id = 'Maps to' AND r.invalid_reason IS NULL AND t.standard_concept = 'S'
+            GROUP BY r.concept_id_1
+        )
+        SELECT c.vocabulary_id, c.concept_code, c.concept_id AS source_concept_id,
+               coalesce(CASE WHEN c.standard_concept = 'S' THEN c.concept_id END, m.standard_id, 0) AS concept_id,
+               coalesce(s.domain_id, c.domain_id) AS domain_id
+        FROM concept c
+        LEFT JOIN maps m ON m.source_id = c.concept_id
+        LEFT JOIN concept s ON s.concept_id = coalesce(CASE WHEN c.standard_concept = 'S' THEN c.concept_id END, m.standard_id)
+        QUALIFY row_number() OVER (PARTITION BY c.vocabulary_id, c.concept_code
+                                   ORDER BY (c.standard_concept = 'S') DESC, c.invalid_reason NULLS FIRST, c.concept_id) = 1
+        """
+    )
+
+
+def vocabulary_version(db: HubDatabase) -> str:
+    version = db.scalar("SELECT vocabulary_version FROM vocabulary WHERE vocabulary_id = 'None'")
+    return str(version) if version else "unknown"

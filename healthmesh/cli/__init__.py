@@ -1,0 +1,53 @@
+"""The ``healthmesh`` command: a thin shell over the domains.
+
+Each verb group lives in its own module here and only translates arguments into domain calls.
+Errors of the ``HealthmeshError`` tree become one red line and the exit code of
+``healthmesh.errors.EXIT_CODES``; never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from healthmesh.errors import EXIT_CODES, HealthmeshError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="healthmesh",
+    help="Regional health-data hubs: integrate, check, model, forecast and federate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # Imported here so that each verb group stays a separate, small module.
+    from healthmesh.cli import cdm
+
+    app.add_typer(cdm.app, name="cdm")
+
+
+_register()
+
+
+def exit_code_for(error: HealthmeshError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def main() -> None:
+    """Entry point of the ``healthmesh`` console script."""
+    try:
+        app()
+    except HealthmeshError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(exit_code_for(error))
