@@ -1,0 +1,30 @@
+"""Privacy at the hub's door: disclosure control, re-identification risk and identifier scans.
+
+Everything that leaves a hub passes ``healthmesh.privacy.disclosure`` (small-cell and
+complementary suppression); ``kanonymity`` measures and reduces re-identification risk of
+extracts; ``scan`` finds direct identifiers in text columns and exports.
+"""
+
+from __future__ import annotations
+
+from healthmesh.privacy.disclosure import (
+    COUNT_KEYS,
+    DEFAULT_MIN_COUNT,
+    assert_release_safe,
+    check_min_count,
+    frame_records,
+    safe_count,
+    suppress_counts,
+    suppress_statistics,
+)
+
+__all__ = [
+    "COUNT_KEYS",
+    "DEFAULT_MIN_COUNT",
+    "assert_release_safe",
+    "check_min_count",
+    "frame_records",
+    "safe_count",
+    "suppress_counts",
+    "suppress_statistics",
+]

@@ -1,0 +1,348 @@
+"""Check generation: every check is a predicate over one source, built from the v5.4 field-level spec.
+
+A ``Check`` names its source (a FROM clause), the predicate of a violating row and the predicate of
+a row in the denominator. Checks that share a source run together in one scan (see ``runner``);
+each check still states its own standalone SQL in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from healthmesh.cdm import Field, cdm_tables
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
+from healthmesh.quality.checktypes import CHECK_TYPES
+from healthmesh.quality.thresholds import Thresholds
+
+__all__ = ["Check", "build_checks", "checked_tables"]
+
+# Vocabulary and results tables are not checked row by row (DQD does the same).
+_NOT_ROW_CHECKED = frozenset(VOCABULARY_TABLES) | {"source_to_concept_map", "cohort", "cohort_definition"}
+
+_PERSON_DATES = (
+    "LEFT JOIN (SELECT person_id, any_value(gender_concept_id) AS gender_concept_id,"
+    " min(CASE WHEN year_of_birth BETWEEN 1 AND 9999 THEN make_date(year_of_birth::INTEGER,"
+    " CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth::INTEGER ELSE 1 END, 1) END) AS birth_date"
+    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id"
+    " LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM death GROUP BY person_id) dd"
+    " ON dd.person_id = t.person_id"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    table: str
+    field: str | None
+    threshold: float
+    source: str
+    violating: str
+    denominator: str = "TRUE"
+    label: str | None = None  # the concept or vocabulary a concept-level check is about
+    needs: tuple[str, ...] = ()  # tables the source reads besides ``table``
+
+    @property
+    def category(self) -> str:
+        return CHECK_TYPES[self.check].category
+
+    @property
+    def subcategory(self) -> str:
+        return CHECK_TYPES[self.check].subcategory
+
+    @property
+    def description(self) -> str:
+        return CHECK_TYPES[self.check].description
+
+    @property
+    def key(self) -> str:
+        target = f"{self.table}.{self.field}" if self.field else self.table
+        return f"{self.check}:{target}" + (f":{self.label}" if self.label else "")
+
+    def sql(self) -> str:
+        """The check on its own: violating rows and denominator."""
+        return (
+            f"SELECT count(*) FILTER (WHERE ({self.violating}) AND ({self.denominator})) AS violating_rows,"
+            f" count(*) FILTER (WHERE {self.denominator}) AS denominator FROM {self.source}"
+        )
+
+
+def checked_tables() -> list[str]:
+    return [t for t in cdm_tables() if t not in _NOT_ROW_CHECKED]
+
+
+def _sql_type(datatype: str) -> str | None:
+    return {"integer": "BIGINT", "float": "DOUBLE", "date": "DATE", "datetime": "TIMESTAMP"}.get(datatype)
+
+
+def _pk(table: str) -> str | None:
+    return next((f.name for f in cdm_tables().get(table, []) if f.primary_key), None)
+
+
+def _literal(value: object) -> str:
+    return f"DATE '{value}'" if hasattr(value, "isoformat") else repr(value)
+
+
+def _ids(values: list[int]) -> str:
+    return ", ".join(str(v) for v in sorted(set(values))) or "NULL"
+
+
+def _event_date(fields: list[Field]) -> str | None:
+    """The table's main event date: its first date field (the spec lists it first)."""
+    return next((f.name for f in fields if f.datatype == "date"), None)
+
+
+def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check]:
+    src = f"{table} t"
+    out: list[Check] = []
+    names = {f.name for f in fields}
+
+    def add(check: str, field: str | None, violating: str, denominator: str = "TRUE", **kw: object) -> None:
+        out.append(
+            Check(
+                check,
+                table,
+                field,
+                th.threshold(check, table, field),
+                kw.pop("source", src),
+                violating,
+                denominator,
+                **kw,
+            )  # type: ignore[arg-type]
+        )
+
+    for f in fields:
+        col = f"t.{f.name}"
+        sql_type = _sql_type(f.datatype)
+        if sql_type:
+            add("cdmDatatype", f.name, f"{col} IS NOT NULL AND TRY_CAST({col} AS {sql_type}) IS NULL")
+        if f.required:
+            add("isRequired", f.name, f"{col} IS NULL")
+        if f.primary_key:
+            add(
+                "isPrimaryKey",
+                f.name,
+                f"{col} IN (SELECT {f.name} FROM {table} GROUP BY 1 HAVING count(*) > 1)",
+            )
+        target_pk = _pk(f.foreign_table) if f.foreign_table and f.foreign_table != "concept" else None
+        if target_pk and f.foreign_table not in _NOT_ROW_CHECKED:
+            add(
+                "isForeignKey",
+                f.name,
+                f"{col} IS NOT NULL AND {col} NOT IN (SELECT {target_pk} FROM {f.foreign_table} WHERE {target_pk} IS NOT NULL)",
+                needs=(f.foreign_table,),
+            )
+        if f.foreign_table == "concept":
+            add("validConceptId", f.name, f"{col} <> 0 AND {col} NOT IN (SELECT concept_id FROM concept)")
+            if f.foreign_domain:
+                domains = ", ".join(f"'{d.strip()}'" for d in f.foreign_domain.split(","))
+                add(
+                    "fkDomain",
+                    f.name,
+                    f"{col} IN (SELECT concept_id FROM concept WHERE domain_id NOT IN ({domains}))",
+                )
+            if "source_concept_id" not in f.name:
+                add(
+                    "isStandardValidConcept",
+                    f.name,
+                    f"{col} <> 0 AND {col} IN (SELECT concept_id FROM concept"
+                    " WHERE standard_concept IS DISTINCT FROM 'S' OR invalid_reason IS NOT NULL)",
+                )
+                if f.required and "person_id" in names:
+                    add("standardConceptRecordCompleteness", f.name, f"{col} = 0")
+        if f"{table}.{f.name}" in th.value_completeness_fields:
+            add("measureValueCompleteness", f.name, f"{col} IS NULL")
+        if f.datatype == "date":
+            add("plausibleNotInFuture", f.name, f"{col} > current_date")
+            end = f.name.replace("start", "end")
+            if "start" in f.name and end in names:
+                add("plausibleStartBeforeEnd", f.name, f"t.{end} < {col}")
+    for rng in th.field_ranges:
+        if rng.table == table and rng.field in names:
+            for check, bound, op in (
+                ("plausibleValueLow", rng.low, "<"),
+                ("plausibleValueHigh", rng.high, ">"),
+            ):
+                value = th.resolve_bound(bound)
+                if value is not None:
+                    add(check, rng.field, f"t.{rng.field} {op} {_literal(value)}")
+    return out
+
+
+def _temporal_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check]:
+    names = {f.name for f in fields}
+    event = _event_date(fields)
+    if table == "person" or "person_id" not in names or event is None:
+        return []
+    src = f"{table} t {_PERSON_DATES}"
+    needs = ("person", "death")
+
+    def check(name: str, violating: str, denominator: str = "TRUE", field: str | None = event) -> Check:
+        return Check(
+            name, table, field, th.threshold(name, table, field), src, violating, denominator, needs=needs
+        )
+
+    out = [check("plausibleAfterBirth", f"t.{event} < pd.birth_date")]
+    if table != "death":
+        out.append(
+            check("plausibleBeforeDeath", f"t.{event} > dd.death_date + INTERVAL {th.death_slack_days} DAY")
+        )
+    if table not in ("death", "observation_period", "payer_plan_period"):
+        out.append(
+            Check(
+                "withinObservationPeriod",
+                table,
+                event,
+                th.threshold("withinObservationPeriod", table, event),
+                f"{table} t",
+                f"NOT EXISTS (SELECT 1 FROM observation_period op WHERE op.person_id = t.person_id"
+                f" AND t.{event} BETWEEN op.observation_period_start_date AND op.observation_period_end_date)",
+                f"t.{event} IS NOT NULL AND t.person_id IN (SELECT person_id FROM person)",
+                needs=("observation_period", "person"),
+            )
+        )
+    if "visit_occurrence_id" in names and table != "visit_occurrence":
+        slack = th.visit_date_slack_days
+        out.append(
+            Check(
+                "withinVisitDates",
+                table,
+                event,
+                th.threshold("withinVisitDates", table, event),
+                f"{table} t JOIN (SELECT visit_occurrence_id, min(visit_start_date) AS vs,"
+                " max(visit_end_date) AS ve FROM visit_occurrence GROUP BY 1) v"
+                " ON v.visit_occurrence_id = t.visit_occurrence_id",
+                f"t.{event} < v.vs - INTERVAL {slack} DAY OR t.{event} > v.ve + INTERVAL {slack} DAY",
+                needs=("visit_occurrence",),
+            )
+        )
+    return out
+
+
+def _concept_ids(db: HubDatabase, vocabulary: str, code: str) -> list[int]:
+    rows = db.rows(
+        "SELECT concept_id FROM concept WHERE vocabulary_id = ? AND concept_code = ?", [vocabulary, code]
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _concept_checks(db: HubDatabase, th: Thresholds) -> list[Check]:
+    out: list[Check] = []
+    for rng in th.measurement_ranges:
+        ids = _concept_ids(db, rng.vocabulary, rng.code)
+        if not ids:
+            continue
+        label = f"{rng.vocabulary} {rng.code} {rng.name}"
+        of_concept = (
+            f"(t.measurement_concept_id IN ({_ids(ids)}) OR t.measurement_source_concept_id IN ({_ids(ids)}))"
+            " AND t.value_as_number IS NOT NULL"
+        )
+        for check, op, bound in (("plausibleValueLow", "<", rng.low), ("plausibleValueHigh", ">", rng.high)):
+            out.append(
+                Check(
+                    check,
+                    "measurement",
+                    "value_as_number",
+                    th.threshold(check, "measurement", "value_as_number"),
+                    "measurement t",
+                    f"t.value_as_number {op} {bound}",
+                    of_concept,
+                    label=label,
+                )
+            )
+    for cond in th.sex_specific_conditions:
+        ids = _concept_ids(db, cond.vocabulary, cond.code)
+        if not ids:
+            continue
+        concepts = (
+            f"t.condition_concept_id IN (SELECT descendant_concept_id FROM concept_ancestor"
+            f" WHERE ancestor_concept_id IN ({_ids(ids)})) OR t.condition_concept_id IN ({_ids(ids)})"
+        )
+        out.append(
+            Check(
+                "plausibleGender",
+                "condition_occurrence",
+                "condition_concept_id",
+                th.threshold("plausibleGender", "condition_occurrence", "condition_concept_id"),
+                f"condition_occurrence t {_PERSON_DATES}",
+                f"pd.gender_concept_id <> {cond.gender_concept_id}",
+                f"({concepts})",
+                label=f"{cond.vocabulary} {cond.code} {cond.name}",
+                needs=("person", "death"),
+            )
+        )
+    return out
+
+
+def _source_vocabulary_checks(
+    db: HubDatabase, table: str, fields: list[Field], th: Thresholds
+) -> list[Check]:
+    """Share of concept id 0 per source vocabulary, for each concept field paired with a source concept."""
+    names = {f.name for f in fields}
+    out: list[Check] = []
+    for f in fields:
+        if not f.name.endswith("_concept_id") or "source" in f.name or not f.required:
+            continue
+        source_field = f.name.replace("_concept_id", "_source_concept_id")
+        if source_field not in names:
+            continue
+        src = f"{table} t LEFT JOIN concept sc ON sc.concept_id = t.{source_field}"
+        vocabularies = db.rows(f"SELECT DISTINCT coalesce(sc.vocabulary_id, 'unknown') FROM {src}")
+        for (vocabulary,) in sorted(vocabularies):
+            out.append(
+                Check(
+                    "unmappedBySourceVocabulary",
+                    table,
+                    f.name,
+                    th.threshold("unmappedBySourceVocabulary", table, f.name),
+                    src,
+                    f"t.{f.name} = 0",
+                    f"coalesce(sc.vocabulary_id, 'unknown') = '{vocabulary}'",
+                    label=str(vocabulary),
+                )
+            )
+    return out
+
+
+def _table_checks(th: Thresholds) -> list[Check]:
+    out = [
+        Check(
+            "measurePersonCompleteness",
+            table,
+            "person_id",
+            th.threshold("measurePersonCompleteness", table, "person_id"),
+            "person p",
+            f"p.person_id IS NOT NULL AND p.person_id NOT IN (SELECT person_id FROM {table} WHERE person_id IS NOT NULL)",
+            needs=(table,),
+        )
+        for table in th.person_completeness_tables
+    ]
+    out.append(
+        Check(
+            "observationPeriodOverlap",
+            "observation_period",
+            "observation_period_start_date",
+            th.threshold("observationPeriodOverlap", "observation_period", "observation_period_start_date"),
+            "observation_period t",
+            "EXISTS (SELECT 1 FROM observation_period o WHERE o.person_id = t.person_id"
+            " AND o.observation_period_id <> t.observation_period_id"
+            " AND o.observation_period_start_date <= t.observation_period_end_date"
+            " AND o.observation_period_end_date >= t.observation_period_start_date)",
+        )
+    )
+    return out
+
+
+def build_checks(db: HubDatabase, th: Thresholds, present: dict[str, set[str]]) -> list[Check]:
+    """All row-level checks for the tables ``present`` (table -> its columns) in the hub."""
+    checks: list[Check] = []
+    for table, fields in cdm_tables().items():
+        if table in _NOT_ROW_CHECKED or table not in present:
+            continue
+        existing = [f for f in fields if f.name in present[table]]
+        checks += _field_checks(table, existing, th)
+        checks += _temporal_checks(table, existing, th)
+        checks += _source_vocabulary_checks(db, table, existing, th)
+    checks += _concept_checks(db, th)
+    checks += _table_checks(th)
+    return checks

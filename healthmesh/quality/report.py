@@ -1,0 +1,212 @@
+"""Check results, the quality report, and its JSON and static HTML forms.
+
+The in-memory report keeps exact counts for the hub's own use; what is written to disk passes
+disclosure control, since reports get shared: row counts between 1 and ``min_count - 1`` (of the
+violating or of the passing rows) are withheld, the pass/fail verdict is always given.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from healthmesh.privacy.disclosure import assert_release_safe, safe_count
+from healthmesh.quality.checktypes import CHECK_TYPES
+
+__all__ = ["CheckResult", "QualityReport"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    category: str
+    subcategory: str
+    table: str
+    field: str | None
+    label: str | None
+    description: str
+    threshold: float
+    sql: str
+    violating_rows: int | None
+    denominator: int | None
+    status: str  # pass | fail | error | not_applicable
+    error: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        check: str,
+        table: str,
+        field_name: str | None,
+        threshold: float,
+        sql: str,
+        violating: int | None,
+        denominator: int | None,
+        label: str | None = None,
+        error: str | None = None,
+    ) -> CheckResult:
+        kind = CHECK_TYPES[check]
+        if error is not None:
+            status = "not_applicable" if error.startswith("not applicable") else "error"
+        elif not denominator:
+            status = "pass"
+        else:
+            status = "fail" if 100.0 * (violating or 0) / denominator > threshold else "pass"
+        return cls(
+            check,
+            kind.category,
+            kind.subcategory,
+            table,
+            field_name,
+            label,
+            kind.description,
+            threshold,
+            sql,
+            violating,
+            denominator,
+            status,
+            error,
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("fail", "error")
+
+    @property
+    def pct_violated(self) -> float | None:
+        if not self.denominator or self.violating_rows is None:
+            return None
+        return round(100.0 * self.violating_rows / self.denominator, 4)
+
+    def released(self, min_count: int) -> dict[str, Any]:
+        """The result as it may leave the hub (small counts withheld)."""
+        violating, denominator, pct = self.violating_rows, self.denominator, self.pct_violated
+        if denominator is not None and violating is not None:
+            passing = denominator - violating
+            if safe_count(denominator, min_count) is None:
+                violating = denominator = pct = None
+            elif safe_count(violating, min_count) is None or safe_count(passing, min_count) is None:
+                violating = pct = None  # either would give the other away by subtraction
+        return {
+            "check": self.check,
+            "category": self.category,
+            "subcategory": self.subcategory,
+            "table": self.table,
+            "field": self.field,
+            "label": self.label,
+            "description": self.description,
+            "threshold": self.threshold,
+            "violating_rows": violating,
+            "denominator": denominator,
+            "pct_violated": pct,
+            "failed": self.failed,
+            "status": self.status,
+            "error": self.error,
+            "sql": self.sql,
+        }
+
+
+@dataclass
+class QualityReport:
+    results: list[CheckResult]
+    duration_s: float
+    min_count: int = 5
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.failed]
+
+    def summary(self) -> dict[str, Any]:
+        """Checks run, passed and failed per category (counts of checks, not of persons)."""
+        by_category: dict[str, dict[str, int]] = {}
+        for r in self.results:
+            if r.status == "not_applicable":
+                continue
+            cell = by_category.setdefault(
+                r.category, {"checks_run": 0, "checks_passed": 0, "checks_failed": 0}
+            )
+            cell["checks_run"] += 1
+            cell["checks_failed" if r.failed else "checks_passed"] += 1
+        run = sum(c["checks_run"] for c in by_category.values())
+        passed = sum(c["checks_passed"] for c in by_category.values())
+        return {
+            "checks_run": run,
+            "checks_passed": passed,
+            "checks_failed": run - passed,
+            "pct_passed": round(100.0 * passed / run, 2) if run else None,
+            "check_types": len({r.check for r in self.results}),
+            "by_category": by_category,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {
+            "created": self.created,
+            "duration_s": round(self.duration_s, 3),
+            "min_count": self.min_count,
+            "summary": self.summary(),
+            "checks": [r.released(self.min_count) for r in self.results],
+        }
+        assert_release_safe(document, self.min_count)
+        return document
+
+    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        document = self.to_dict()
+        json_path = out / "quality.json"
+        json_path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        html_path = out / "quality.html"
+        html_path.write_text(_html(document), encoding="utf-8")
+        return json_path, html_path
+
+
+def _cell(value: object) -> str:
+    return "&lt;min" if value is None else html.escape(str(value))
+
+
+def _html(document: dict[str, Any]) -> str:
+    summary = document["summary"]
+    rows = []
+    for c in sorted(document["checks"], key=lambda c: (not c["failed"], c["category"], c["check"])):
+        if c["status"] == "not_applicable":
+            continue
+        css = "fail" if c["failed"] else "pass"
+        target = (
+            c["table"] + (f".{c['field']}" if c["field"] else "") + (f" [{c['label']}]" if c["label"] else "")
+        )
+        rows.append(
+            f"<tr class='{css}'><td>{c['status']}</td><td>{c['category']}</td><td>{c['check']}</td>"
+            f"<td>{html.escape(target)}</td><td>{c['threshold']}</td>"
+            f"<td>{'' if c['violating_rows'] is None and c['denominator'] is None else _cell(c['violating_rows'])}</td>"
+            f"<td>{_cell(c['denominator'])}</td><td>{'' if c['pct_violated'] is None else c['pct_violated']}</td>"
+            f"<td><details><summary>SQL</summary><code>{html.escape(c['sql'])}</code></details>"
+            f"{html.escape(c['error'] or '')}</td></tr>"
+        )
+    categories = "".join(
+        f"<tr><td>{k}</td><td>{v['checks_run']}</td><td>{v['checks_passed']}</td><td>{v['checks_failed']}</td></tr>"
+        for k, v in summary["by_category"].items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>healthmesh data quality</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }}
+tr.fail td:first-child {{ background: #f8d7da; }} tr.pass td:first-child {{ background: #d4edda; }}
+code {{ white-space: pre-wrap; font-size: 0.8em; }}
+</style></head><body>
+<h1>Data quality report</h1>
+<p>Created {document["created"]} in {document["duration_s"]} s. {summary["checks_run"]} checks of
+{summary["check_types"]} types: {summary["checks_passed"]} passed, {summary["checks_failed"]} failed
+({summary["pct_passed"]}% passed). Row counts below {document["min_count"]} are shown as &lt;min.</p>
+<table><tr><th>category</th><th>run</th><th>passed</th><th>failed</th></tr>{categories}</table>
+<h2>Checks</h2>
+<table><tr><th>status</th><th>category</th><th>check</th><th>target</th><th>threshold %</th>
+<th>violating rows</th><th>denominator</th><th>% violated</th><th>SQL</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
