@@ -10,7 +10,7 @@ from healthmesh.quality.checks import Check, build_checks
 from healthmesh.quality.checktypes import CHECK_TYPES, CheckType
 from healthmesh.quality.report import CheckResult, QualityReport
 from healthmesh.quality.runner import present_columns, run_checks, run_quality
-from healthmesh.quality.sample import insert_sample_population
+from healthmesh.quality.sample import insert_sample_population, load_cdm_csv
 from healthmesh.quality.thresholds import Thresholds, load_thresholds
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Thresholds",
     "build_checks",
     "insert_sample_population",
+    "load_cdm_csv",
     "load_thresholds",
     "present_columns",
     "run_checks",

@@ -24,9 +24,9 @@ _PERSON_DATES = (
     "LEFT JOIN (SELECT person_id, any_value(gender_concept_id) AS gender_concept_id,"
     " min(CASE WHEN year_of_birth BETWEEN 1 AND 9999 THEN make_date(year_of_birth::INTEGER,"
     " CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth::INTEGER ELSE 1 END, 1) END) AS birth_date"
-    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id"
-    " LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM death GROUP BY person_id) dd"
-    " ON dd.person_id = t.person_id"
+    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id",
+    "LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM death GROUP BY person_id) dd"
+    " ON dd.person_id = t.person_id",
 )
 
 
@@ -41,6 +41,7 @@ class Check:
     denominator: str = "TRUE"
     label: str | None = None  # the concept or vocabulary a concept-level check is about
     needs: tuple[str, ...] = ()  # tables the source reads besides ``table``
+    joins: tuple[str, ...] = ()  # LEFT JOINs on a unique key: they never change the row count
 
     @property
     def category(self) -> str:
@@ -63,8 +64,8 @@ class Check:
         """The check on its own: violating rows and denominator."""
         return (
             f"SELECT count(*) FILTER (WHERE ({self.violating}) AND ({self.denominator})) AS violating_rows,"
-            f" count(*) FILTER (WHERE {self.denominator}) AS denominator FROM {self.source}"
-        )
+            f" count(*) FILTER (WHERE {self.denominator}) AS denominator FROM {self.source} {' '.join(self.joins)}"
+        ).rstrip()
 
 
 def checked_tables() -> list[str]:
@@ -85,6 +86,10 @@ def _literal(value: object) -> str:
 
 def _ids(values: list[int]) -> str:
     return ", ".join(str(v) for v in sorted(set(values))) or "NULL"
+
+
+def _concept_join(field: str) -> str:
+    return f'LEFT JOIN concept c_{field} ON c_{field}.concept_id = t."{field}"'
 
 
 def _event_date(fields: list[Field]) -> str | None:
@@ -112,7 +117,7 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
         )
 
     for f in fields:
-        col = f"t.{f.name}"
+        col = f't."{f.name}"'
         sql_type = _sql_type(f.datatype)
         if sql_type:
             add("cdmDatatype", f.name, f"{col} IS NOT NULL AND TRY_CAST({col} AS {sql_type}) IS NULL")
@@ -133,20 +138,24 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
                 needs=(f.foreign_table,),
             )
         if f.foreign_table == "concept":
-            add("validConceptId", f.name, f"{col} <> 0 AND {col} NOT IN (SELECT concept_id FROM concept)")
+            c = f"c_{f.name}"
+            join = (_concept_join(f.name),)
+            add("validConceptId", f.name, f"{col} <> 0 AND {c}.concept_id IS NULL", joins=join)
             if f.foreign_domain:
                 domains = ", ".join(f"'{d.strip()}'" for d in f.foreign_domain.split(","))
                 add(
                     "fkDomain",
                     f.name,
-                    f"{col} IN (SELECT concept_id FROM concept WHERE domain_id NOT IN ({domains}))",
+                    f"{c}.domain_id NOT IN ({domains})",
+                    joins=join,
                 )
             if "source_concept_id" not in f.name:
                 add(
                     "isStandardValidConcept",
                     f.name,
-                    f"{col} <> 0 AND {col} IN (SELECT concept_id FROM concept"
-                    " WHERE standard_concept IS DISTINCT FROM 'S' OR invalid_reason IS NOT NULL)",
+                    f"{col} <> 0 AND {c}.concept_id IS NOT NULL"
+                    f" AND ({c}.standard_concept IS DISTINCT FROM 'S' OR {c}.invalid_reason IS NOT NULL)",
+                    joins=join,
                 )
                 if f.required and "person_id" in names:
                     add("standardConceptRecordCompleteness", f.name, f"{col} = 0")
@@ -174,12 +183,20 @@ def _temporal_checks(table: str, fields: list[Field], th: Thresholds) -> list[Ch
     event = _event_date(fields)
     if table == "person" or "person_id" not in names or event is None:
         return []
-    src = f"{table} t {_PERSON_DATES}"
+    src = f"{table} t"
     needs = ("person", "death")
 
     def check(name: str, violating: str, denominator: str = "TRUE", field: str | None = event) -> Check:
         return Check(
-            name, table, field, th.threshold(name, table, field), src, violating, denominator, needs=needs
+            name,
+            table,
+            field,
+            th.threshold(name, table, field),
+            src,
+            violating,
+            denominator,
+            needs=needs,
+            joins=_PERSON_DATES,
         )
 
     out = [check("plausibleAfterBirth", f"t.{event} < pd.birth_date")]
@@ -189,16 +206,11 @@ def _temporal_checks(table: str, fields: list[Field], th: Thresholds) -> list[Ch
         )
     if table not in ("death", "observation_period", "payer_plan_period"):
         out.append(
-            Check(
+            check(
                 "withinObservationPeriod",
-                table,
-                event,
-                th.threshold("withinObservationPeriod", table, event),
-                f"{table} t",
                 f"NOT EXISTS (SELECT 1 FROM observation_period op WHERE op.person_id = t.person_id"
                 f" AND t.{event} BETWEEN op.observation_period_start_date AND op.observation_period_end_date)",
-                f"t.{event} IS NOT NULL AND t.person_id IN (SELECT person_id FROM person)",
-                needs=("observation_period", "person"),
+                f"t.{event} IS NOT NULL AND pd.person_id IS NOT NULL",
             )
         )
     if "visit_occurrence_id" in names and table != "visit_occurrence":
@@ -209,11 +221,15 @@ def _temporal_checks(table: str, fields: list[Field], th: Thresholds) -> list[Ch
                 table,
                 event,
                 th.threshold("withinVisitDates", table, event),
-                f"{table} t JOIN (SELECT visit_occurrence_id, min(visit_start_date) AS vs,"
-                " max(visit_end_date) AS ve FROM visit_occurrence GROUP BY 1) v"
-                " ON v.visit_occurrence_id = t.visit_occurrence_id",
+                f"{table} t",
                 f"t.{event} < v.vs - INTERVAL {slack} DAY OR t.{event} > v.ve + INTERVAL {slack} DAY",
+                "v.visit_occurrence_id IS NOT NULL",
                 needs=("visit_occurrence",),
+                joins=(
+                    "LEFT JOIN (SELECT visit_occurrence_id, min(visit_start_date) AS vs,"
+                    " max(visit_end_date) AS ve FROM visit_occurrence GROUP BY 1) v"
+                    " ON v.visit_occurrence_id = t.visit_occurrence_id",
+                ),
             )
         )
     return out
@@ -264,11 +280,12 @@ def _concept_checks(db: HubDatabase, th: Thresholds) -> list[Check]:
                 "condition_occurrence",
                 "condition_concept_id",
                 th.threshold("plausibleGender", "condition_occurrence", "condition_concept_id"),
-                f"condition_occurrence t {_PERSON_DATES}",
+                "condition_occurrence t",
                 f"pd.gender_concept_id <> {cond.gender_concept_id}",
                 f"({concepts})",
                 label=f"{cond.vocabulary} {cond.code} {cond.name}",
                 needs=("person", "death"),
+                joins=_PERSON_DATES,
             )
         )
     return out
@@ -286,8 +303,11 @@ def _source_vocabulary_checks(
         source_field = f.name.replace("_concept_id", "_source_concept_id")
         if source_field not in names:
             continue
-        src = f"{table} t LEFT JOIN concept sc ON sc.concept_id = t.{source_field}"
-        vocabularies = db.rows(f"SELECT DISTINCT coalesce(sc.vocabulary_id, 'unknown') FROM {src}")
+        join = _concept_join(source_field)
+        sc = f"c_{source_field}"
+        vocabularies = db.rows(
+            f"SELECT DISTINCT coalesce({sc}.vocabulary_id, 'unknown') FROM {table} t {join}"
+        )
         for (vocabulary,) in sorted(vocabularies):
             out.append(
                 Check(
@@ -295,10 +315,11 @@ def _source_vocabulary_checks(
                     table,
                     f.name,
                     th.threshold("unmappedBySourceVocabulary", table, f.name),
-                    src,
+                    f"{table} t",
                     f"t.{f.name} = 0",
-                    f"coalesce(sc.vocabulary_id, 'unknown') = '{vocabulary}'",
+                    f"coalesce({sc}.vocabulary_id, 'unknown') = '{vocabulary}'",
                     label=str(vocabulary),
+                    joins=(join,),
                 )
             )
     return out

@@ -8,10 +8,14 @@ Three regions as in the founding network: KR-29 Gwangju, KR-41 Gyeonggi, KR-26 B
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from healthmesh.cdm import cdm_tables, sql_type
 from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
 from healthmesh.errors import QualityError
 
-__all__ = ["insert_sample_population"]
+__all__ = ["insert_sample_population", "load_cdm_csv"]
 
 EHR = 32817
 
@@ -102,3 +106,29 @@ def insert_sample_population(
             "death",
         ]
     )
+
+
+def load_cdm_csv(db: HubDatabase, folder: str | Path) -> dict[str, int]:
+    """Append the clinical tables of an OMOP CDM CSV export (``person.csv``, ``measurement.csv.gz``...).
+
+    Vocabulary tables are left alone (the hub has its own); columns are matched by name.
+    """
+    directory = Path(folder)
+    if not directory.is_dir():
+        raise QualityError(f"CDM export folder {directory} not found")
+    counts: dict[str, int] = {}
+    for table, fields in cdm_tables().items():
+        if table in VOCABULARY_TABLES:
+            continue
+        path = next(
+            (p for p in (directory / f"{table}.csv", directory / f"{table}.csv.gz") if p.exists()), None
+        )
+        if path is None:
+            continue
+        source = f"read_csv('{path}', header=true, all_varchar=true)"
+        header = {str(r[0]).lower() for r in db.rows(f"DESCRIBE SELECT * FROM {source}")}
+        names = [f'"{f.name}"' for f in fields if f.name in header]
+        select = [f"nullif(\"{f.name}\", '')::{sql_type(f.datatype)}" for f in fields if f.name in header]
+        db.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(select)} FROM {source}")
+        counts[table] = int(db.scalar(f"SELECT count(*) FROM {table}"))
+    return counts
