@@ -1,0 +1,183 @@
+"""Preprocessing agreed from aggregates, so that no row moves to fit it.
+
+It mirrors ``healthmesh.risk.tables.make_preprocessor`` (numeric: impute the median, then
+standardise; categorical: impute the most frequent value, then one-hot), fitted on the pooled
+training rows of all hubs, but from what each hub sends:
+
+- per numeric column: present and missing counts, sum, sum of squares, and 19 quantiles
+  (5 % ... 95 %; sent only when the hub has at least ``QUANTILE_MIN_ROWS`` values). The pooled median
+  is read off the mixture of the hubs' quantile curves; mean and variance after imputation follow
+  exactly from the sums.
+- per categorical column: the count of each category, cells under the minimum size left out (so a
+  rare category is unknown to the model, which one-hot encodes it as all zeros).
+
+Columns are the union over hubs (a hub that lacks a column has it missing in every row). A column
+that is numeric at one hub and text at another is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from healthmesh.errors import FederationError
+
+__all__ = [
+    "QUANTILE_LEVELS",
+    "QUANTILE_MIN_ROWS",
+    "AgreedPreprocessor",
+    "agree_preprocessor",
+    "summarise_columns",
+]
+
+QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+QUANTILE_MIN_ROWS = 20
+
+
+def summarise_columns(X: pd.DataFrame, min_cell: int = 5) -> dict[str, Any]:
+    """The aggregates one hub sends about its training rows (JSON-able, no row-level values)."""
+    numeric: dict[str, Any] = {}
+    categorical: dict[str, Any] = {}
+    for column in X.columns:
+        series = X[column]
+        present = series.dropna()
+        if pd.api.types.is_numeric_dtype(series):
+            values = present.to_numpy(dtype=np.float64)
+            numeric[str(column)] = {
+                "present": int(values.size),
+                "missing": int(series.isna().sum()),
+                "sum": float(values.sum()),
+                "sumsq": float(np.square(values).sum()),
+                "quantiles": (
+                    np.quantile(values, QUANTILE_LEVELS).tolist() if values.size >= QUANTILE_MIN_ROWS else []
+                ),
+            }
+        else:
+            counts = present.astype(str).value_counts()
+            kept = {str(k): int(v) for k, v in counts.items() if v >= min_cell}
+            categorical[str(column)] = {
+                "missing": int(series.isna().sum()),
+                "counts": kept,
+                "suppressed": int(counts.sum() - sum(kept.values())),
+            }
+    return {"rows": int(len(X)), "numeric": numeric, "categorical": categorical}
+
+
+@dataclass
+class AgreedPreprocessor:
+    """The preprocessing every hub applies; JSON-able so it travels in a ConfigRecord."""
+
+    numeric: list[str] = field(default_factory=list)
+    fill: list[float] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    categorical_fill: list[str] = field(default_factory=list)
+    categories: list[list[str]] = field(default_factory=list)
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        for column, cats in zip(self.categorical, self.categories, strict=True):
+            names += [f"{column}={c}" for c in cats]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AgreedPreprocessor:
+        return cls(**{k: list(v) for k, v in data.items()})
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The model matrix for ``X`` (columns absent from ``X`` count as missing)."""
+        n = len(X)
+        blocks: list[np.ndarray] = []
+        if self.numeric:
+            num = np.empty((n, len(self.numeric)), dtype=np.float64)
+            for j, column in enumerate(self.numeric):
+                values = (
+                    pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=np.float64)
+                    if column in X.columns
+                    else np.full(n, np.nan)
+                )
+                num[:, j] = np.where(np.isnan(values), self.fill[j], values)
+            blocks.append((num - np.asarray(self.mean)) / np.asarray(self.scale))
+        for column, fill, cats in zip(self.categorical, self.categorical_fill, self.categories, strict=True):
+            if column in X.columns:
+                text = X[column].astype(object).where(X[column].notna(), fill).astype(str)
+            else:
+                text = pd.Series([fill] * n)
+            blocks.append(
+                (text.to_numpy()[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float64)
+            )
+        return np.hstack(blocks) if blocks else np.zeros((n, 0))
+
+
+def _pooled_median(parts: Sequence[Mapping[str, Any]]) -> float:
+    """The median of the mixture of the hubs' quantile curves (weighted by their counts)."""
+    curves = [(p["present"], np.asarray(p["quantiles"], dtype=np.float64)) for p in parts if p["quantiles"]]
+    if not curves:
+        # No hub has enough values for a quantile curve: fall back to the pooled mean.
+        present = sum(p["present"] for p in parts)
+        return float(sum(p["sum"] for p in parts) / present) if present else 0.0
+    levels = np.asarray(QUANTILE_LEVELS)
+    grid = np.unique(np.concatenate([q for _, q in curves]))
+    total = sum(n for n, _ in curves)
+    cdf = sum(n * np.interp(grid, q, levels, left=0.0, right=1.0) for n, q in curves) / total
+    return float(np.interp(0.5, cdf, grid)) if cdf[-1] > cdf[0] else float(grid[0])
+
+
+def agree_preprocessor(summaries: Sequence[Mapping[str, Any]]) -> AgreedPreprocessor:
+    """Combine the hubs' ``summarise_columns`` aggregates into one preprocessing."""
+    if not summaries:
+        raise FederationError("no hub sent column summaries; is any SuperNode connected?")
+    numeric_names = sorted(
+        {c for s in summaries for c in s["numeric"]}, key=_first_seen(summaries, "numeric")
+    )
+    categorical_names = sorted(
+        {c for s in summaries for c in s["categorical"]}, key=_first_seen(summaries, "categorical")
+    )
+    both = set(numeric_names) & set(categorical_names)
+    if both:
+        raise FederationError(
+            f"columns {sorted(both)} are numbers at some hubs and text at others; "
+            "clean them to one type at every hub before training"
+        )
+    spec = AgreedPreprocessor(numeric=numeric_names, categorical=categorical_names)
+    rows = sum(int(s["rows"]) for s in summaries)
+    for column in numeric_names:
+        parts = [s["numeric"][column] for s in summaries if column in s["numeric"]]
+        fill = _pooled_median(parts)
+        total = sum(p["sum"] for p in parts)
+        total_sq = sum(p["sumsq"] for p in parts)
+        filled = rows - sum(p["present"] for p in parts)  # missing here, or absent at a hub
+        mean = (total + filled * fill) / rows
+        variance = max((total_sq + filled * fill * fill) / rows - mean * mean, 0.0)
+        scale = float(np.sqrt(variance))
+        spec.fill.append(fill)
+        spec.mean.append(float(mean))
+        spec.scale.append(scale if scale > 1e-12 else 1.0)
+    for column in categorical_names:
+        counts: dict[str, int] = {}
+        for s in summaries:
+            for value, count in s["categorical"].get(column, {}).get("counts", {}).items():
+                counts[value] = counts.get(value, 0) + int(count)
+        categories = sorted(counts)
+        # Most frequent; on a tie the smallest value (scikit-learn's SimpleImputer rule).
+        fill_value = min(categories, key=lambda v: (-counts[v], v)) if categories else "missing"
+        spec.categorical_fill.append(fill_value)
+        spec.categories.append(categories)
+    return spec
+
+
+def _first_seen(summaries: Sequence[Mapping[str, Any]], kind: str) -> Any:
+    order: dict[str, int] = {}
+    for s in summaries:
+        for column in s[kind]:
+            order.setdefault(column, len(order))
+    return lambda column: order[column]

@@ -1,0 +1,100 @@
+"""A hub's own rows for one federated job, split into training and held-out parts.
+
+The same function reads a site's table inside its ClientApp and in the coordinator's baselines
+(``train-table`` is run by someone who holds all the files, to compare), so every site has one
+held-out split: stratified by the label, seeded. CDM sources come from ``healthmesh.risk`` when a
+job names a risk task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from healthmesh.errors import FederationError
+
+__all__ = ["SiteData", "load_site_data", "split_rows"]
+
+DEFAULT_TEST_FRACTION = 0.25
+DEFAULT_SEED = 42
+
+
+@dataclass
+class SiteData:
+    """Training and held-out rows of one site (they never leave the hub's process)."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+
+    @property
+    def row_counts(self) -> tuple[int, int, int]:
+        return (len(self.y_train) + len(self.y_test), len(self.y_train), len(self.y_test))
+
+
+def split_rows(
+    X: pd.DataFrame, y: np.ndarray, *, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SEED
+) -> SiteData:
+    """Stratified, seeded split; falls back to an unstratified split when a class is too rare."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise FederationError(f"test fraction must be between 0 and 1; got {test_fraction}")
+    y = np.asarray(y).astype(np.int8)
+    stratify = y if np.bincount(y, minlength=2).min() >= 2 else None
+    index = np.arange(len(y))
+    train_idx, test_idx = train_test_split(
+        index, test_size=test_fraction, random_state=seed, stratify=stratify
+    )
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return SiteData(
+        X_train=X.iloc[train_idx].reset_index(drop=True),
+        y_train=y[train_idx],
+        X_test=X.iloc[test_idx].reset_index(drop=True),
+        y_test=y[test_idx],
+    )
+
+
+def _table_data(path: str, job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
+    from healthmesh.risk.tables import read_table
+
+    positive = job.get("positive") or None
+    table = read_table(Path(path), str(job["target"]), positive=str(positive) if positive else None)
+    return table.X, table.y
+
+
+def _cdm_data(db: str, job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
+    from healthmesh.federation.cdm_features import cdm_training_frame
+
+    return cdm_training_frame(Path(db), job)
+
+
+def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> SiteData:
+    """Read this node's rows for ``job`` (``source`` = ``table`` or ``cdm``) and split them."""
+    source = str(job.get("source", "table"))
+    if source == "table":
+        path = node_config.get("table")
+        if not path:
+            raise FederationError(
+                "this SuperNode has no 'table' in its node config; start it with table=FILE"
+            )
+        X, y = _table_data(str(path), job)
+    elif source == "cdm":
+        db = node_config.get("db")
+        if not db:
+            raise FederationError("this SuperNode has no 'db' in its node config; start it with db=PATH")
+        X, y = _cdm_data(str(db), job)
+    else:
+        raise FederationError(f"unknown data source {source!r}; use 'table' or 'cdm'")
+    return split_rows(
+        X,
+        y,
+        test_fraction=float(job.get("test-fraction", DEFAULT_TEST_FRACTION)),
+        seed=int(job.get("seed", DEFAULT_SEED)),
+    )
