@@ -1,0 +1,286 @@
+"""Models as data: a fitted pipeline exported to JSON (+ LightGBM's own text model), loaded without code.
+
+A model folder holds ``model.json`` (preprocessing parameters, coefficients or the name of the booster
+file, feature names, task facts) and, for gradient-boosted trees, ``model.lgb.txt``. Nothing is pickled,
+so a hub can load a model trained elsewhere without running code from the file. ``model_digest`` is the
+SHA-256 over these files; the registry keeps it, and ``load_model`` refuses a folder whose digest
+differs from the registry entry (or, with no registry at hand, from the folder's own manifest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.pipeline import Pipeline
+
+from healthmesh.errors import ModelError
+
+__all__ = [
+    "FORMAT",
+    "MODEL_FILES",
+    "SafeModel",
+    "export_pipeline",
+    "load_model",
+    "model_digest",
+    "save_model",
+]
+
+FORMAT = "healthmesh-risk-model/1"
+BOOSTER_FILE = "model.lgb.txt"
+MODEL_FILES = ("model.json", BOOSTER_FILE)
+
+
+@dataclass
+class SafeModel:
+    """A risk model as plain parameters: preprocessing, then a linear model or a LightGBM booster."""
+
+    kind: str  # "logistic" or "lightgbm"
+    input_kind: str  # "table" (a DataFrame of raw columns) or "sparse" (named covariates)
+    preprocessing: dict[str, Any]
+    feature_names: list[str]
+    coef: list[float] = field(default_factory=list)
+    intercept: float = 0.0
+    booster: lgb.Booster | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def transform_table(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw table columns -> the model's design matrix (impute, scale, one-hot), from stored parameters."""
+        parts: list[np.ndarray] = []
+        num = self.preprocessing.get("numeric")
+        if num and num["columns"]:
+            block = np.empty((len(frame), len(num["columns"])))
+            for j, column in enumerate(num["columns"]):
+                values = (
+                    pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+                    if column in frame
+                    else np.full(len(frame), np.nan)
+                )
+                values = np.where(np.isnan(values), num["fill"][j], values)
+                block[:, j] = (values - num["mean"][j]) / num["scale"][j]
+            parts.append(block)
+        cat = self.preprocessing.get("categorical")
+        if cat and cat["columns"]:
+            for j, column in enumerate(cat["columns"]):
+                categories = cat["categories"][j]
+                if column in frame:
+                    raw = frame[column]
+                    text = raw.where(raw.notna(), None).map(
+                        lambda v: None if v is None else _category_text(v)
+                    )
+                    text = text.where(text.notna(), cat["fill"][j])
+                else:
+                    text = pd.Series([cat["fill"][j]] * len(frame))
+                onehot = np.zeros((len(frame), len(categories)))
+                lookup = {c: i for i, c in enumerate(categories)}
+                codes = text.map(lookup)
+                rows = np.flatnonzero(codes.notna().to_numpy())
+                onehot[rows, codes.iloc[rows].to_numpy(dtype=int)] = 1.0
+                parts.append(onehot)
+        if not parts:
+            return np.zeros((len(frame), 0))
+        return np.hstack(parts)
+
+    def transform_sparse(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """Named covariates (columns in ``feature_names`` order) -> scaled by the stored max-abs values."""
+        scale = np.asarray(self.preprocessing["sparse"]["scale"], dtype=float)
+        return sp.csr_matrix(matrix @ sp.diags(1.0 / scale))
+
+    def design(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
+        if self.input_kind == "table":
+            if not isinstance(data, pd.DataFrame):
+                raise ModelError("this model reads a table; pass a DataFrame of its columns")
+            return self.transform_table(data)
+        if isinstance(data, pd.DataFrame):
+            raise ModelError("this model reads CDM covariates; pass their sparse matrix")
+        return self.transform_sparse(sp.csr_matrix(data))
+
+    # -- prediction ----------------------------------------------------------------------------
+    def linear_predictor(self, design: np.ndarray | sp.csr_matrix) -> np.ndarray:
+        if self.kind == "logistic":
+            return np.asarray(design @ np.asarray(self.coef)).ravel() + self.intercept
+        assert self.booster is not None
+        return np.asarray(self.booster.predict(design, raw_score=True)).ravel()
+
+    def predict_proba(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:
+        """Predicted risk of the outcome for each row."""
+        eta = self.linear_predictor(self.design(data))
+        return 1.0 / (1.0 + np.exp(-eta))
+
+    def contributions(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:
+        """Per-row, per-feature contributions to the log-odds (coef x value, or LightGBM SHAP values)."""
+        design = self.design(data)
+        if self.kind == "logistic":
+            dense = design.toarray() if isinstance(design, sp.spmatrix | sp.sparray) else np.asarray(design)
+            return dense * np.asarray(self.coef)[None, :]
+        assert self.booster is not None
+        contrib = np.asarray(self.booster.predict(design, pred_contrib=True))
+        return contrib[:, :-1]
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "kind": self.kind,
+            "input_kind": self.input_kind,
+            "preprocessing": self.preprocessing,
+            "feature_names": self.feature_names,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "booster_file": BOOSTER_FILE if self.kind == "lightgbm" else None,
+            "meta": self.meta,
+        }
+
+
+def _category_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _floats(values: Any) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=float).ravel()]
+
+
+def export_pipeline(pipeline: Pipeline, input_kind: str, feature_names: list[str]) -> SafeModel:
+    """Read the parameters out of a fitted pipeline ("pre" step, then "model") into a ``SafeModel``."""
+    pre = pipeline.named_steps["pre"]
+    estimator = pipeline.named_steps["model"]
+    preprocessing: dict[str, Any] = {}
+    design_names: list[str]
+    if input_kind == "table":
+        design_names = []
+        for name, transformer, columns in pre.transformers_:
+            if name == "num":
+                imputer, scaler = transformer.named_steps["impute"], transformer.named_steps["scale"]
+                preprocessing["numeric"] = {
+                    "columns": list(columns),
+                    "fill": _floats(imputer.statistics_),
+                    "mean": _floats(scaler.mean_),
+                    "scale": _floats(scaler.scale_),
+                }
+                design_names += list(columns)
+            elif name == "cat":
+                imputer, onehot = transformer.named_steps["impute"], transformer.named_steps["onehot"]
+                categories = [[_category_text(c) for c in cats] for cats in onehot.categories_]
+                preprocessing["categorical"] = {
+                    "columns": list(columns),
+                    "fill": [_category_text(v) for v in imputer.statistics_],
+                    "categories": categories,
+                }
+                design_names += [
+                    f"{c}={v}" for c, cats in zip(columns, categories, strict=True) for v in cats
+                ]
+    else:
+        preprocessing["sparse"] = {"scale": _floats(np.where(pre.scale_ == 0, 1.0, pre.scale_))}
+        design_names = list(feature_names)
+    if hasattr(estimator, "booster_"):
+        return SafeModel(
+            kind="lightgbm",
+            input_kind=input_kind,
+            preprocessing=preprocessing,
+            feature_names=design_names,
+            booster=estimator.booster_,
+        )
+    return SafeModel(
+        kind="logistic",
+        input_kind=input_kind,
+        preprocessing=preprocessing,
+        feature_names=design_names,
+        coef=_floats(estimator.coef_),
+        intercept=float(np.ravel(estimator.intercept_)[0]),
+    )
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def model_digest(folder: Path) -> str:
+    """SHA-256 over the model files present in ``folder`` (names and bytes, in a fixed order)."""
+    digest = hashlib.sha256()
+    for name in MODEL_FILES:
+        path = Path(folder) / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def save_model(folder: Path, model: SafeModel) -> str:
+    """Write ``model.json`` (and ``model.lgb.txt``) and a manifest; returns the model digest."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(_clean(model.to_json()), indent=1) + "\n")
+    booster_path = folder / BOOSTER_FILE
+    if model.kind == "lightgbm":
+        assert model.booster is not None
+        booster_path.write_text(model.booster.model_to_string())
+    elif booster_path.exists():
+        booster_path.unlink()
+    digest = model_digest(folder)
+    (folder / "manifest.json").write_text(json.dumps({"format": FORMAT, "sha256": digest}, indent=1) + "\n")
+    return digest
+
+
+def load_model(folder: Path, expected_sha256: str | None = None) -> SafeModel:
+    """Load a model folder after checking its digest (``expected_sha256`` from the registry, else the manifest)."""
+    folder = Path(folder)
+    path = folder / "model.json"
+    if not path.is_file():
+        raise ModelError(
+            f"no model.json in {str(folder)!r}; give the folder written by risk train or fit-table"
+        )
+    if expected_sha256 is None:
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            raise ModelError(
+                f"{str(folder)!r} has no manifest.json and no registry entry; refusing an unchecked model"
+            )
+        expected_sha256 = str(json.loads(manifest.read_text()).get("sha256", ""))
+    actual = model_digest(folder)
+    if actual != expected_sha256:
+        raise ModelError(
+            f"model in {str(folder)!r} fails its integrity check (sha256 {actual[:12]}... expected "
+            f"{expected_sha256[:12]}...); refusing it. Re-copy the model folder from its source hub"
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelError(f"model.json in {str(folder)!r} is not valid JSON: {error}") from error
+    if doc.get("format") != FORMAT:
+        raise ModelError(
+            f"model format {doc.get('format')!r} is not {FORMAT!r}; retrain with this healthmesh"
+        )
+    booster = None
+    if doc["kind"] == "lightgbm":
+        booster = lgb.Booster(model_str=(folder / BOOSTER_FILE).read_text())
+    elif doc["kind"] != "logistic":
+        raise ModelError(f"unknown model kind {doc['kind']!r} in {str(path)!r}")
+    return SafeModel(
+        kind=doc["kind"],
+        input_kind=doc["input_kind"],
+        preprocessing=doc["preprocessing"],
+        feature_names=list(doc["feature_names"]),
+        coef=[float(c) for c in doc.get("coef") or []],
+        intercept=float(doc.get("intercept") or 0.0),
+        booster=booster,
+        meta=doc.get("meta") or {},
+    )
