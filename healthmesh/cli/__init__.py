@@ -29,9 +29,10 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
-    from healthmesh.cli import cdm
+    from healthmesh.cli import cdm, federate
 
     app.add_typer(cdm.app, name="cdm")
+    app.add_typer(federate.app, name="federate")
 
 
 _register()

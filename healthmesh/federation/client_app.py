@@ -120,7 +120,9 @@ def count(message: Message, context: Context) -> Message:
     counts, rows = hub_concept_counts(str(db) if db else "", job, _min_cell(context))
     register_local_rows(context, rows)
     site = ConfigRecord({"site": str(context.node_config.get("site", ""))})
-    return Message(RecordDict({"counts": MetricRecord(counts), "site": site}), reply_to=message)
+    return Message(
+        RecordDict({"counts": MetricRecord(dict[str, Any](counts)), "site": site}), reply_to=message
+    )
 
 
 @app.evaluate("validate")
@@ -134,4 +136,6 @@ def validate(message: Message, context: Context) -> Message:
     )
     register_local_rows(context, rows)
     site = ConfigRecord({"site": str(context.node_config.get("site", ""))})
-    return Message(RecordDict({"metrics": MetricRecord(metrics), "site": site}), reply_to=message)
+    return Message(
+        RecordDict({"metrics": MetricRecord(dict[str, Any](metrics)), "site": site}), reply_to=message
+    )

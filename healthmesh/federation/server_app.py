@@ -91,7 +91,9 @@ def _metrics(record: MetricRecord) -> dict[str, Any]:
 
 def _train(grid: CountingGrid, nodes: list[int], job: dict[str, Any]) -> dict[str, Any]:
     data_job = {
-        k: job[k] for k in ("source", "target", "positive", "seed", "test-fraction", "risk-task") if k in job
+        k: job[k]
+        for k in ("source", "target", "positive", "seed", "test-fraction", "risk-task", "horizon-years")
+        if k in job
     }
     data_json = json.dumps(data_job)
     replies = _broadcast(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from healthmesh.errors import FederationError
 
-__all__ = ["SiteData", "load_site_data", "split_rows"]
+__all__ = ["SiteData", "load_site_data", "load_site_rows", "split_rows"]
 
 DEFAULT_TEST_FRACTION = 0.25
 DEFAULT_SEED = 42
@@ -75,8 +75,8 @@ def _cdm_data(db: str, job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray
     return cdm_training_frame(Path(db), job)
 
 
-def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> SiteData:
-    """Read this node's rows for ``job`` (``source`` = ``table`` or ``cdm``) and split them."""
+def load_site_rows(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
+    """All of this node's rows for ``job`` (``source`` = ``table`` or ``cdm``): features and 0/1 labels."""
     source = str(job.get("source", "table"))
     if source == "table":
         path = node_config.get("table")
@@ -84,14 +84,18 @@ def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> Si
             raise FederationError(
                 "this SuperNode has no 'table' in its node config; start it with table=FILE"
             )
-        X, y = _table_data(str(path), job)
-    elif source == "cdm":
+        return _table_data(str(path), job)
+    if source == "cdm":
         db = node_config.get("db")
         if not db:
             raise FederationError("this SuperNode has no 'db' in its node config; start it with db=PATH")
-        X, y = _cdm_data(str(db), job)
-    else:
-        raise FederationError(f"unknown data source {source!r}; use 'table' or 'cdm'")
+        return _cdm_data(str(db), job)
+    raise FederationError(f"unknown data source {source!r}; use 'table' or 'cdm'")
+
+
+def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> SiteData:
+    """This node's rows for ``job``, split into training and held-out parts."""
+    X, y = load_site_rows(node_config, job)
     return split_rows(
         X,
         y,

@@ -179,8 +179,22 @@ def train_table(
     metrics["federated_minus_centralised"] = metrics["federated_auroc"] - metrics["centralised_auroc"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    metrics = _finite(metrics)
+    (out_dir / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, default=_json_default, allow_nan=False)
+    )
     return metrics
+
+
+def _finite(value: Any) -> Any:
+    """NaN (an AUROC on a part with one class) becomes null, so metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,149 @@
+"""What a hub computes on its own CDM for the network: concept-set counts and model validation.
+
+Both run inside the hub's ClientApp and return only aggregates that passed
+``healthmesh.privacy.disclosure``: counts below the minimum cell size (and the complementary cells
+that would reveal them) travel as -1 (``SUPPRESSED``); validation metrics are withheld when either
+outcome class has fewer persons than the minimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from healthmesh.errors import CDMError, FederationError
+from healthmesh.federation.guard import SUPPRESSED
+from healthmesh.federation.logreg import LogisticParams, predict_proba, roc_auc
+from healthmesh.federation.preprocess import AgreedPreprocessor
+
+__all__ = ["AGE_BANDS", "EVENT_TABLES", "hub_concept_counts", "hub_validation_metrics", "open_hub_read_only"]
+
+# (table, concept column, person column, date column) searched for a concept set.
+EVENT_TABLES = (
+    ("condition_occurrence", "condition_concept_id", "condition_start_date"),
+    ("drug_exposure", "drug_concept_id", "drug_exposure_start_date"),
+    ("measurement", "measurement_concept_id", "measurement_date"),
+    ("observation", "observation_concept_id", "observation_date"),
+    ("procedure_occurrence", "procedure_concept_id", "procedure_date"),
+)
+AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"), (80, 200, "80+"))
+SEX_LABELS = {8507: "male", 8532: "female"}
+
+
+def open_hub_read_only(db: str) -> Any:
+    """The hub's CDM, opened read-only (the ClientApp never writes)."""
+    from healthmesh.cdm import connect
+
+    if not db:
+        raise FederationError("this SuperNode has no 'db' in its node config; start it with db=PATH")
+    if not Path(db).is_file():
+        raise FederationError(f"hub database {db!r} not found; check the SuperNode's db=PATH")
+    try:
+        return connect(db, read_only=True)
+    except CDMError as error:
+        raise FederationError(f"cannot open the hub database read-only: {error}") from None
+
+
+def _concept_ids(job: Mapping[str, Any]) -> list[int]:
+    raw = job.get("concept_ids")
+    if not raw or not isinstance(raw, list):
+        raise FederationError(f"a count needs a non-empty list 'concept_ids'; got {raw!r}")
+    try:
+        return sorted({int(c) for c in raw})
+    except (TypeError, ValueError):
+        raise FederationError(f"concept ids must be integers; got {raw!r}") from None
+
+
+def _cohort_sql(include_descendants: bool, tables: set[str]) -> str:
+    concept_set = (
+        "SELECT descendant_concept_id AS concept_id FROM concept_ancestor "
+        "WHERE ancestor_concept_id IN (SELECT unnest($ids)) "
+        "UNION SELECT unnest($ids)"
+        if include_descendants
+        else "SELECT unnest($ids) AS concept_id"
+    )
+    events = " UNION ALL ".join(
+        f"SELECT person_id, {date} AS event_date FROM {table} WHERE {column} IN (SELECT concept_id FROM concept_set)"
+        for table, column, date in EVENT_TABLES
+        if table in tables
+    )
+    return f"""
+        WITH concept_set AS ({concept_set}),
+        events AS ({events}),
+        first_event AS (SELECT person_id, min(event_date) AS index_date FROM events GROUP BY person_id)
+        SELECT p.gender_concept_id AS gender, year(f.index_date) - p.year_of_birth AS age
+        FROM first_event f JOIN person p USING (person_id)
+    """
+
+
+def hub_concept_counts(db: str, job: Mapping[str, Any], min_cell: int) -> tuple[dict[str, int], int]:
+    """Persons with any event in the concept set, in total and by sex x age band at first event.
+
+    Returns the counts (suppressed cells as -1) and the number of persons the query touched.
+    """
+    from healthmesh.privacy.disclosure import safe_count, suppress_counts
+
+    ids = _concept_ids(job)
+    with open_hub_read_only(db) as hub:
+        persons = hub.df(_cohort_sql(bool(job.get("include_descendants", True)), hub.tables()), {"ids": ids})
+    total = len(persons)
+    sex = persons["gender"].map(lambda g: SEX_LABELS.get(int(g), "other") if pd.notna(g) else "other")
+    band = pd.Series(["unknown"] * total, dtype=object)
+    for low, high, label in AGE_BANDS:
+        band[(persons["age"] >= low) & (persons["age"] < high)] = label
+    cells = pd.DataFrame(
+        [(s, b) for s in ("female", "male", "other") for b in [*(a[2] for a in AGE_BANDS), "unknown"]],
+        columns=["sex", "age_band"],
+    )
+    observed = pd.DataFrame({"sex": sex.to_numpy(), "age_band": band.to_numpy()}).value_counts()
+    cells["count"] = [
+        int(observed.get((s, b), 0)) for s, b in zip(cells["sex"], cells["age_band"], strict=True)
+    ]
+    if not job.get("characterize", True):
+        cells = cells.iloc[0:0]
+    released = suppress_counts(cells, "count", ["sex", "age_band"], min_cell)
+    counts: dict[str, int] = {}
+    total_safe = safe_count(total, min_cell)
+    counts["persons"] = SUPPRESSED if total_safe is None else int(total_safe)
+    for sex_label, age_band, value in zip(
+        released["sex"], released["age_band"], released["count"], strict=True
+    ):
+        counts[f"sex={sex_label}|age={age_band}"] = SUPPRESSED if pd.isna(value) else int(value)
+    return counts, total
+
+
+def hub_validation_metrics(
+    node_config: Mapping[str, Any],
+    job: Mapping[str, Any],
+    params: LogisticParams,
+    spec: AgreedPreprocessor,
+    min_cell: int,
+) -> tuple[dict[str, float], int]:
+    """Discrimination and calibration of a given model on all of this hub's rows (metrics only)."""
+    from healthmesh.federation.sitedata import load_site_rows
+
+    X, y = load_site_rows(node_config, job)
+    score = predict_proba(params, spec.transform(X))
+    n, n_pos = len(y), int(np.sum(y))
+    metrics: dict[str, float] = {"num-examples": float(n)}
+    if min(n_pos, n - n_pos) < min_cell:
+        # Too few persons in an outcome class: a metric over them would describe individuals.
+        metrics.update({"withheld": 1.0})
+        return metrics, n
+    p = np.clip(score, 1e-12, 1 - 1e-12)
+    metrics.update(
+        {
+            "withheld": 0.0,
+            "positives": float(n_pos),
+            "auroc": roc_auc(y, score),
+            "brier": float(np.mean((score - y) ** 2)),
+            "log-loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            "observed-rate": float(n_pos / n),
+            "mean-predicted": float(np.mean(score)),
+        }
+    )
+    return metrics, n
