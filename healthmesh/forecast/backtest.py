@@ -1,0 +1,172 @@
+"""Backtests with the data as it was: for each reference date R, only data as of R minus 7 days.
+
+For every Saturday R the forecasters see the vintage dated R - 7 days when one exists (the numbers as
+they were published then, before later revisions), otherwise the latest data cut at R - 7 days. They
+forecast horizons 0..3 (the weeks ending R, R + 7, R + 14, R + 21) for every location in that data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from healthmesh.errors import ForecastError
+from healthmesh.forecast.hubformat import to_hub_rows, write_hub_forecasts
+from healthmesh.forecast.models import (
+    ENSEMBLES,
+    GBQRForecaster,
+    combine_quantiles,
+    inverse_wis_weights,
+    make_model,
+)
+from healthmesh.forecast.quantiles import FLUSIGHT_QUANTILES
+from healthmesh.forecast.scores import score_forecasts
+
+__all__ = [
+    "ENSEMBLE_MEMBERS",
+    "BacktestResult",
+    "data_as_of",
+    "parse_reference_dates",
+    "run_backtest",
+]
+
+#: Single models that feed the ensembles (the baseline is the reference, not a member).
+ENSEMBLE_MEMBERS: tuple[str, ...] = ("ets", "arima", "theta", "gbqr")
+WEEK = pd.Timedelta(days=7)
+
+
+@dataclass
+class BacktestResult:
+    """Forecasts of every model in hub rows (with ``model``), seconds per model, files written."""
+
+    forecasts: pd.DataFrame
+    seconds: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    vintage_dates: list[pd.Timestamp] = field(default_factory=list)
+
+
+def parse_reference_dates(spec: str) -> list[pd.Timestamp]:
+    """``START:END`` (both Saturdays, inclusive) or a comma-separated list of Saturdays."""
+    try:
+        if ":" in spec:
+            start, end = (pd.Timestamp(p) for p in spec.split(":", 1))
+            dates = list(pd.date_range(start, end, freq="7D"))
+        else:
+            dates = [pd.Timestamp(p) for p in spec.split(",") if p.strip()]
+    except ValueError as error:
+        raise ForecastError(f"reference dates {spec!r} are not dates; write START:END as YYYY-MM-DD:YYYY-MM-DD") from error
+    if not dates:
+        raise ForecastError(f"reference dates {spec!r} give no date; is START after END?")
+    bad = [d for d in dates if d.weekday() != 5]
+    if bad:
+        raise ForecastError(f"reference date {bad[0]:%Y-%m-%d} is not a Saturday; FluSight reference dates are Saturdays")
+    return dates
+
+
+def data_as_of(
+    target: pd.DataFrame, vintages: dict[pd.Timestamp, pd.DataFrame] | None, reference_date: pd.Timestamp
+) -> tuple[pd.DataFrame, bool]:
+    """The data a forecaster may use for ``reference_date``, and whether it came from a vintage."""
+    cut = reference_date - WEEK
+    if vintages and cut in vintages:
+        data = vintages[cut]
+        return data[data["ds"] <= cut], True
+    return target[target["ds"] <= cut], False
+
+
+def _past_member_wis(
+    history: pd.DataFrame, members: list[str], data: pd.DataFrame, cut: pd.Timestamp
+) -> dict[str, float]:
+    """Mean WIS of each member over its earlier forecasts whose targets the data at ``cut`` already shows."""
+    if history.empty:
+        return {m: float("nan") for m in members}
+    past = history[(history["model"].isin(members)) & (history["target_end_date"] <= cut)]
+    if past.empty:
+        return {m: float("nan") for m in members}
+    scores = score_forecasts(past, data)
+    means = scores.groupby("model")["wis"].mean()
+    return {m: float(means.get(m, float("nan"))) for m in members}
+
+
+def run_backtest(
+    target: pd.DataFrame,
+    reference_dates: list[pd.Timestamp],
+    models: list[str],
+    *,
+    vintages: dict[pd.Timestamp, pd.DataFrame] | None = None,
+    auxiliary: pd.DataFrame | None = None,
+    populations: dict[str, float] | None = None,
+    target_name: str = "wk inc flu hosp",
+    horizons: int = 4,
+    refit_every: int = 4,
+    out_dir: Path | None = None,
+    levels: tuple[float, ...] = FLUSIGHT_QUANTILES,
+    model_prefix: str = "healthmesh-",
+) -> BacktestResult:
+    """Forecast every reference date from the data as of R - 7 days; see the module docstring.
+
+    ``gbqr`` is refitted every ``refit_every`` weeks and takes the newest data as its forecast origin
+    every week in between (its trees then come from data that is older still, never newer).
+    """
+    wanted_ensembles = [m for m in models if m in ENSEMBLES]
+    singles = [m for m in models if m not in ENSEMBLES]
+    needed = list(dict.fromkeys(singles + (list(ENSEMBLE_MEMBERS) if wanted_ensembles else [])))
+    seconds = {m: 0.0 for m in needed + wanted_ensembles}
+    rows: list[pd.DataFrame] = []
+    skipped: list[str] = []
+    used_vintages: list[pd.Timestamp] = []
+    gbqr: GBQRForecaster | None = None
+    for index, reference_date in enumerate(reference_dates):
+        data, from_vintage = data_as_of(target, vintages, reference_date)
+        cut = reference_date - WEEK
+        if from_vintage:
+            used_vintages.append(reference_date)
+        # Only series reported up to the cut: a stale series would put its forecasts on wrong weeks.
+        current = data.groupby("unique_id")["ds"].transform("max") == cut
+        data = data[current]
+        if data.empty:
+            skipped.append(f"{reference_date:%Y-%m-%d}: no data for the week ending {cut:%Y-%m-%d}")
+            continue
+        aux = None
+        if auxiliary is not None:
+            aux = auxiliary[auxiliary["ds"] <= cut]
+        wide: dict[str, pd.DataFrame] = {}
+        for name in needed:
+            started = time.perf_counter()
+            try:
+                if name == "gbqr":
+                    if gbqr is None or index % refit_every == 0:
+                        gbqr = GBQRForecaster(populations=populations, auxiliary=aux).fit(data)
+                    else:
+                        gbqr.refresh(data)
+                    wide[name] = gbqr.predict(horizons, levels)
+                else:
+                    wide[name] = make_model(name, populations, aux).fit(data).predict(horizons, levels)
+            except ForecastError as error:
+                skipped.append(f"{reference_date:%Y-%m-%d} {name}: {error}")
+                if name == "gbqr":
+                    gbqr = None
+            seconds[name] += time.perf_counter() - started
+        if wanted_ensembles:
+            members = {m: wide[m] for m in ENSEMBLE_MEMBERS if m in wide}
+            history = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+            for name in wanted_ensembles:
+                started = time.perf_counter()
+                weights = None
+                if name == "ensemble-weighted":
+                    weights = inverse_wis_weights(_past_member_wis(history, list(members), data, cut))
+                if members:
+                    wide[name] = combine_quantiles(members, levels, weights)
+                seconds[name] += time.perf_counter() - started
+        for name, frame in wide.items():
+            rows.append(to_hub_rows(frame, reference_date, target_name, levels).assign(model=name))
+    forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    files: list[Path] = []
+    if out_dir is not None and not forecasts.empty:
+        for (name, _), group in forecasts[forecasts["model"].isin(models)].groupby(["model", "reference_date"]):
+            files.append(write_hub_forecasts(group, out_dir, f"{model_prefix}{name}"))
+    return BacktestResult(forecasts, seconds, files, skipped, used_vintages)
