@@ -63,10 +63,10 @@ def baseline_aurocs(data: Mapping[str, SiteData], C: float = 1.0) -> dict[str, A
     test_X = pd.concat([d.X_test for d in data.values()], ignore_index=True)
     test_y = np.concatenate([d.y_test for d in data.values()])
     central = _sklearn_auroc(pooled_X, pooled_y, C)
+    central_score = central.predict_proba(test_X.reindex(columns=pooled_X.columns))[:, 1]
     out: dict[str, Any] = {
-        "centralised_auroc": roc_auc(
-            test_y, central.predict_proba(test_X.reindex(columns=pooled_X.columns))[:, 1]
-        ),
+        "centralised_auroc": roc_auc(test_y, central_score),
+        "centralised_accuracy": float(np.mean((central_score >= 0.5) == test_y)),
         "centralised_auroc_per_site": {
             name: roc_auc(d.y_test, central.predict_proba(d.X_test.reindex(columns=pooled_X.columns))[:, 1])
             for name, d in data.items()
@@ -87,10 +87,11 @@ def federated_aurocs(data: Mapping[str, SiteData], result: Mapping[str, Any]) ->
     spec = AgreedPreprocessor.from_dict(result["preprocessor"])
     params = LogisticParams(np.asarray(result["coef"]), float(result["intercept"]))
     scores = {name: predict_proba(params, spec.transform(d.X_test)) for name, d in data.items()}
+    test_y = np.concatenate([d.y_test for d in data.values()])
+    pooled_score = np.concatenate(list(scores.values()))
     return {
-        "federated_auroc": roc_auc(
-            np.concatenate([d.y_test for d in data.values()]), np.concatenate(list(scores.values()))
-        ),
+        "federated_auroc": roc_auc(test_y, pooled_score),
+        "federated_accuracy": float(np.mean((pooled_score >= 0.5) == test_y)),
         "federated_auroc_per_site": {name: roc_auc(data[name].y_test, s) for name, s in scores.items()},
     }
 
