@@ -29,10 +29,12 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
-    from healthmesh.cli import cdm, federate
+    from healthmesh.cli import cdm, federate, privacy, quality
 
     app.add_typer(cdm.app, name="cdm")
     app.add_typer(federate.app, name="federate")
+    app.add_typer(privacy.app, name="privacy")
+    quality.register(app)  # healthmesh quality | characterize | catalog
 
 
 _register()

@@ -17,14 +17,25 @@ from healthmesh.privacy.disclosure import (
     suppress_counts,
     suppress_statistics,
 )
+from healthmesh.privacy.kanonymity import RiskReport, anonymize, generalize, person_extract, risk_report
+from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
 
 __all__ = [
     "COUNT_KEYS",
     "DEFAULT_MIN_COUNT",
+    "RiskReport",
+    "ScanReport",
+    "anonymize",
     "assert_release_safe",
     "check_min_count",
     "frame_records",
+    "generalize",
+    "person_extract",
+    "risk_report",
     "safe_count",
+    "scan_database",
+    "scan_file",
+    "scan_text",
     "suppress_counts",
     "suppress_statistics",
 ]

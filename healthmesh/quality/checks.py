@@ -102,19 +102,15 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
     out: list[Check] = []
     names = {f.name for f in fields}
 
-    def add(check: str, field: str | None, violating: str, denominator: str = "TRUE", **kw: object) -> None:
-        out.append(
-            Check(
-                check,
-                table,
-                field,
-                th.threshold(check, table, field),
-                kw.pop("source", src),
-                violating,
-                denominator,
-                **kw,
-            )  # type: ignore[arg-type]
-        )
+    def add(
+        check: str,
+        field: str | None,
+        violating: str,
+        needs: tuple[str, ...] = (),
+        joins: tuple[str, ...] = (),
+    ) -> None:
+        threshold = th.threshold(check, table, field)
+        out.append(Check(check, table, field, threshold, src, violating, needs=needs, joins=joins))
 
     for f in fields:
         col = f't."{f.name}"'
@@ -129,13 +125,14 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
                 f.name,
                 f"{col} IN (SELECT {f.name} FROM {table} GROUP BY 1 HAVING count(*) > 1)",
             )
-        target_pk = _pk(f.foreign_table) if f.foreign_table and f.foreign_table != "concept" else None
-        if target_pk and f.foreign_table not in _NOT_ROW_CHECKED:
+        ref = f.foreign_table
+        target_pk = _pk(ref) if ref and ref != "concept" else None
+        if ref and target_pk and ref not in _NOT_ROW_CHECKED:
             add(
                 "isForeignKey",
                 f.name,
-                f"{col} IS NOT NULL AND {col} NOT IN (SELECT {target_pk} FROM {f.foreign_table} WHERE {target_pk} IS NOT NULL)",
-                needs=(f.foreign_table,),
+                f"{col} IS NOT NULL AND {col} NOT IN (SELECT {target_pk} FROM {ref} WHERE {target_pk} IS NOT NULL)",
+                needs=(ref,),
             )
         if f.foreign_table == "concept":
             c = f"c_{f.name}"

@@ -1,0 +1,96 @@
+"""``healthmesh quality``, ``characterize`` and ``catalog``: know a hub's data before sharing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from healthmesh.cdm import connect
+from healthmesh.config import Settings
+
+__all__ = ["catalog", "characterize", "quality", "register"]
+
+console = Console()
+
+DB = typer.Option(..., "--db", help="Hub database file (DuckDB).")
+OUT = typer.Option(Path("reports"), "--out", help="Folder for the JSON, HTML and PNG outputs.")
+MIN_COUNT = typer.Option(
+    None, "--min-count", help="Smallest count published (default: HEALTHMESH_MIN_CELL_COUNT or 5)."
+)
+
+
+def _min_count(value: int | None) -> int:
+    return value if value is not None else Settings().min_cell_count
+
+
+def quality(
+    db: Path = DB,
+    out: Path = OUT,
+    thresholds: Path | None = typer.Option(None, "--thresholds", help="Thresholds JSON; default: bundled."),
+    min_count: int | None = MIN_COUNT,
+    strict: bool = typer.Option(False, "--strict", help="Exit with code 8 when any check fails."),
+) -> None:
+    """Run the data-quality checks; write quality.json and quality.html to OUT."""
+    from healthmesh.errors import QualityError
+    from healthmesh.quality import run_quality
+
+    with connect(db, read_only=True) as hub:
+        report = run_quality(hub, out, thresholds, _min_count(min_count))
+    summary = report.summary()
+    table = Table("category", "checks", "passed", "failed")
+    for category, cell in summary["by_category"].items():
+        table.add_row(
+            category, str(cell["checks_run"]), str(cell["checks_passed"]), str(cell["checks_failed"])
+        )
+    console.print(table)
+    console.print(
+        f"{summary['checks_run']} checks of {summary['check_types']} types in {report.duration_s:.1f} s: "
+        f"{summary['checks_failed']} failed. Report: {out / 'quality.html'}"
+    )
+    if strict and summary["checks_failed"]:
+        raise QualityError(f"{summary['checks_failed']} checks failed; see {out / 'quality.html'}")
+
+
+def characterize(
+    db: Path = DB,
+    out: Path = OUT,
+    min_count: int | None = MIN_COUNT,
+    hub: str | None = typer.Option(None, "--hub", help="Hub name recorded in the output."),
+) -> None:
+    """Run the characterization analyses; write characterization.json and PNG charts to OUT."""
+    from healthmesh.characterize import characterize as run
+
+    with connect(db, read_only=True) as database:
+        document = run(database, out, _min_count(min_count), hub=hub)
+    console.print(
+        f"{len(document['analyses'])} analyses in {document['duration_s']:.1f} s "
+        f"(counts below {document['min_count']} withheld): {out / 'characterization.json'}, "
+        f"{len(document.get('charts', []))} charts"
+    )
+
+
+def catalog(
+    db: Path = DB,
+    hub: str = typer.Option(..., "--hub", help="Hub name (gwangju, gyeonggi, busan...)."),
+    out: Path = OUT,
+    min_count: int | None = MIN_COUNT,
+) -> None:
+    """Build the hub's catalog entry from suppressed aggregates; write catalog.json to OUT."""
+    from healthmesh.characterize import build_catalog
+
+    with connect(db, read_only=True) as database:
+        entry = build_catalog(database, hub, out, _min_count(min_count))
+    console.print(
+        f"catalog entry for {hub}: {entry['person_count']} persons, "
+        f"{entry['quality']['pct_passed']}% of checks passed: {out / 'catalog.json'}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the three top-level commands to the ``healthmesh`` app."""
+    app.command("quality")(quality)
+    app.command("characterize")(characterize)
+    app.command("catalog")(catalog)
