@@ -171,7 +171,10 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
             ):
                 value = th.resolve_bound(bound)
                 if value is not None:
-                    add(check, rng.field, f"t.{rng.field} {op} {_literal(value)}")
+                    kind = (
+                        "DATE" if hasattr(value, "isoformat") else "DOUBLE"
+                    )  # TRY_CAST: bad types are cdmDatatype's
+                    add(check, rng.field, f'TRY_CAST(t."{rng.field}" AS {kind}) {op} {_literal(value)}')
     return out
 
 
