@@ -1,0 +1,83 @@
+"""The FHIR R4 elements healthmesh reads, as JSON paths extracted in one parse per resource.
+
+One list serves every resource type: DuckDB's ``json_extract_string(resource, [paths...])``
+parses each resource once and returns all elements, so the bulk path never builds a Python object
+per resource. ``FIELD`` gives each element's position in the extracted list.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FIELD", "PATHS"]
+
+PATHS: tuple[tuple[str, str], ...] = (
+    ("resource_type", "$.resourceType"),
+    ("id", "$.id"),
+    ("subject", "$.subject.reference"),
+    ("patient", "$.patient.reference"),
+    ("encounter", "$.encounter.reference"),
+    ("context", "$.context.reference"),
+    ("code_system", "$.code.coding[0].system"),
+    ("code", "$.code.coding[0].code"),
+    ("code_display", "$.code.coding[0].display"),
+    ("code_text", "$.code.text"),
+    ("vaccine_system", "$.vaccineCode.coding[0].system"),
+    ("vaccine_code", "$.vaccineCode.coding[0].code"),
+    ("vaccine_display", "$.vaccineCode.coding[0].display"),
+    ("med_system", "$.medicationCodeableConcept.coding[0].system"),
+    ("med_code", "$.medicationCodeableConcept.coding[0].code"),
+    ("med_display", "$.medicationCodeableConcept.coding[0].display"),
+    ("type_system", "$.type[0].coding[0].system"),
+    ("type_code", "$.type[0].coding[0].code"),
+    ("type_display", "$.type[0].coding[0].display"),
+    ("device_system", "$.type.coding[0].system"),
+    ("device_code", "$.type.coding[0].code"),
+    ("device_display", "$.type.coding[0].display"),
+    ("effective", "$.effectiveDateTime"),
+    ("effective_start", "$.effectivePeriod.start"),
+    ("effective_end", "$.effectivePeriod.end"),
+    ("issued", "$.issued"),
+    ("onset", "$.onsetDateTime"),
+    ("abatement", "$.abatementDateTime"),
+    ("recorded", "$.recordedDate"),
+    ("performed", "$.performedDateTime"),
+    ("performed_start", "$.performedPeriod.start"),
+    ("performed_end", "$.performedPeriod.end"),
+    ("authored", "$.authoredOn"),
+    ("occurrence", "$.occurrenceDateTime"),
+    ("period_start", "$.period.start"),
+    ("period_end", "$.period.end"),
+    ("manufactured", "$.manufactureDate"),
+    ("value_num", "$.valueQuantity.value"),
+    ("value_unit_code", "$.valueQuantity.code"),
+    ("value_unit", "$.valueQuantity.unit"),
+    ("value_cc_system", "$.valueCodeableConcept.coding[0].system"),
+    ("value_cc_code", "$.valueCodeableConcept.coding[0].code"),
+    ("value_cc_display", "$.valueCodeableConcept.coding[0].display"),
+    ("value_string", "$.valueString"),
+    ("category", "$.category[0].coding[0].code"),
+    ("visit_class", "$.class.code"),
+    ("gender", "$.gender"),
+    ("birth_date", "$.birthDate"),
+    ("deceased_at", "$.deceasedDateTime"),
+    ("deceased_flag", "$.deceasedBoolean"),
+    ("addr_state", "$.address[0].state"),
+    ("addr_city", "$.address[0].city"),
+    ("addr_postal", "$.address[0].postalCode"),
+    ("loc_state", "$.address.state"),
+    ("loc_city", "$.address.city"),
+    ("loc_postal", "$.address.postalCode"),
+    ("service_provider", "$.serviceProvider.reference"),
+    ("participant", "$.participant[0].individual.reference"),
+    ("requester", "$.requester.reference"),
+    ("performer", "$.performer[0].reference"),
+    ("performer_actor", "$.performer[0].actor.reference"),
+    ("recorder", "$.recorder.reference"),
+    ("org_name", "$.name"),
+    ("race", "$.extension[0].extension[0].valueCoding.code"),
+    ("identifier_system", "$.identifier[0].system"),
+    ("identifier_value", "$.identifier[0].value"),
+    ("component", "$.component"),
+    ("bundle_type", "$.type"),
+)
+
+FIELD: dict[str, int] = {name: i + 1 for i, (name, _) in enumerate(PATHS)}  # DuckDB lists are 1-based

@@ -1,0 +1,236 @@
+"""Stage FHIR R4 input (Bulk NDJSON files, Bundle files, one posted Bundle) into ``hm_stage``.
+
+DuckDB reads and parses the JSON; each resource is parsed once, its elements pulled out by
+``json_extract_string`` with the path list of ``paths.py``. No Python object per resource.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.ingest.fhir.paths import FIELD, PATHS
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "create_stage",
+    "stage_bundle_files",
+    "stage_bundle_text",
+    "stage_ndjson_file",
+]
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+
+_START_FIELDS = (
+    ("effective", "effectiveDateTime"),
+    ("effective_start", "effectivePeriod.start"),
+    ("onset", "onsetDateTime"),
+    ("performed", "performedDateTime"),
+    ("performed_start", "performedPeriod.start"),
+    ("authored", "authoredOn"),
+    ("occurrence", "occurrenceDateTime"),
+    ("period_start", "period.start"),
+    ("recorded", "recordedDate"),
+    ("manufactured", "manufactureDate"),
+    ("issued", "issued"),
+)
+_END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
+
+
+def _f(name: str) -> str:
+    return f"f[{FIELD[name]}]"
+
+
+def _coded(prefix_by_type: dict[str, str], default: str, part: str) -> str:
+    cases = " ".join(
+        f"WHEN '{rt}' THEN {_f(f'{p}_{part}' if p else part)}" for rt, p in prefix_by_type.items()
+    )
+    return f"CASE f[1] {cases} ELSE {_f(f'{default}_{part}' if default else part)} END"
+
+
+_CODE_SOURCE = {
+    "Immunization": "vaccine",
+    "MedicationRequest": "med",
+    "MedicationAdministration": "med",
+    "MedicationStatement": "med",
+    "Encounter": "type",
+    "Organization": "type",
+    "Device": "device",
+}
+
+
+def _code_expr(part: str) -> str:
+    # code/code_system/code_display: the coded element that names what the resource is about.
+    cases = " ".join(f"WHEN '{rt}' THEN {_f(f'{p}_{part}')}" for rt, p in _CODE_SOURCE.items())
+    own = _f("code" if part == "code" else f"code_{part}")
+    return f"CASE f[1] {cases} ELSE {own} END"
+
+
+def _select_from_extracted() -> str:
+    start = "coalesce(" + ", ".join(_f(n) for n, _ in _START_FIELDS) + ")"
+    start_field = (
+        "CASE " + " ".join(f"WHEN {_f(n)} IS NOT NULL THEN '{label}'" for n, label in _START_FIELDS) + " END"
+    )
+    end = "coalesce(" + ", ".join(_f(n) for n in _END_FIELDS) + ")"
+    return f"""
+        file, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
+        coalesce({_f("subject")}, {_f("patient")}) AS subject_ref,
+        coalesce({_f("encounter")}, {_f("context")}) AS visit_ref,
+        coalesce({_f("participant")}, {_f("requester")}, {_f("performer_actor")}, {_f("performer")},
+                 {_f("recorder")}) AS provider_ref,
+        {_f("service_provider")} AS care_site_ref,
+        {_code_expr("system")} AS code_system, {_code_expr("code")} AS code,
+        coalesce({_code_expr("display")}, {_f("code_text")}) AS code_display,
+        {start} AS start_raw, {end} AS end_raw, {start_field} AS start_field,
+        {_f("value_num")} AS value_num_raw, coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
+        {_f("value_cc_system")} AS value_system, {_f("value_cc_code")} AS value_code,
+        {_f("value_cc_display")} AS value_display, {_f("value_string")} AS value_string,
+        {_f("category")} AS category, {_f("visit_class")} AS visit_class,
+        {_f("gender")} AS gender, {_f("birth_date")} AS birth_raw, {_f("deceased_at")} AS deceased_raw,
+        {_f("deceased_flag")} AS deceased_flag, {_f("race")} AS race,
+        coalesce({_f("addr_state")}, {_f("loc_state")}) AS addr_state,
+        coalesce({_f("addr_city")}, {_f("loc_city")}) AS addr_city,
+        coalesce({_f("addr_postal")}, {_f("loc_postal")}) AS addr_postal,
+        CASE WHEN f[1] IN ('Organization', 'Location') THEN {_f("org_name")} END AS org_name,
+        {_f("identifier_system")} AS identifier_system, {_f("identifier_value")} AS identifier_value,
+        {_f("component")} AS component, NULL AS parent_rid
+    """
+
+
+_PATH_LIST = "[" + ", ".join(f"'{p}'" for _, p in PATHS) + "]"
+_INVALID_JSON = "not valid JSON (truncated, binary, not UTF-8, or a record over 16 MB)"
+
+
+def create_stage(db: HubDatabase) -> None:
+    db.execute(resources.files("healthmesh.ingest.fhir").joinpath("stage.sql").read_text())
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def stage_ndjson_file(db: HubDatabase, path: Path) -> None:
+    """One Bulk Data NDJSON file (plain or gzip); each non-blank line is a record."""
+    db.execute(
+        f"""
+        INSERT INTO hm_stage BY NAME
+        SELECT {_select_from_extracted()} FROM (
+            SELECT {_sql_str(str(path))} AS file, ordinality AS rec, NULL::BIGINT AS entry,
+                   CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)} END AS parse_error,
+                   json_extract_string(json, {_PATH_LIST}) AS f
+            FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
+                                   maximum_object_size={MAX_RECORD_BYTES}) WITH ORDINALITY
+        )
+        """
+    )
+    _expand_components(db)
+
+
+def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
+    """FHIR JSON documents: Bundles (each entry is a record) or single resources.
+
+    Returns the files that could not be read as FHIR JSON; the caller reports them.
+    """
+    listing = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
+    # A typed read parses each Bundle once and keeps each entry's resource as JSON text.
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_docs AS
+        SELECT filename AS file, resourceType AS doc_type, "type" AS bundle_type,
+               list_transform(entry, lambda e: e.resource) AS entries, NULL::JSON AS doc
+        FROM read_json({listing}, format='auto', filename=true, ignore_errors=true,
+                       maximum_object_size={MAX_DOCUMENT_BYTES},
+                       columns={{'resourceType': 'VARCHAR', 'type': 'VARCHAR', 'entry': 'STRUCT(resource JSON)[]'}})
+        WHERE resourceType IS NOT NULL
+        """
+    )
+    singles = [str(r[0]) for r in db.rows("SELECT file FROM hm_docs WHERE doc_type <> 'Bundle'")]
+    if singles:
+        listing = "[" + ", ".join(_sql_str(f) for f in singles) + "]"
+        db.execute(
+            f"""
+            UPDATE hm_docs SET doc = o.json FROM read_json_objects({listing}, format='auto', filename=true,
+                                                                   maximum_object_size={MAX_RECORD_BYTES}) o
+            WHERE hm_docs.file = o.filename
+            """
+        )
+    read = {str(r[0]) for r in db.rows("SELECT DISTINCT file FROM hm_docs")}
+    _stage_docs(db)
+    return [p for p in paths if str(p) not in read]
+
+
+def stage_bundle_text(db: HubDatabase, text: str, name: str = "posted-bundle") -> bool:
+    """One posted FHIR JSON document; False when it is not valid JSON (nothing is staged)."""
+    if not db.scalar("SELECT json_valid(?)", [text]):
+        return False
+    db.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE hm_docs AS
+        SELECT ?::VARCHAR AS file, d->>'resourceType' AS doc_type, d->>'type' AS bundle_type,
+               json_extract(d, '$.entry[*].resource') AS entries, d AS doc
+        FROM (SELECT ?::JSON AS d)
+        """,
+        [name, text],
+    )
+    _stage_docs(db)
+    return True
+
+
+_BUNDLE_TYPES = "('transaction', 'batch', 'collection', 'searchset')"
+_BAD_BUNDLE_TYPE = (
+    "'Bundle type ' || coalesce('''' || bundle_type || '''', 'missing')"
+    " || ' is not accepted (transaction, batch, collection or searchset)'"
+)
+
+
+def _stage_docs(db: HubDatabase) -> None:
+    db.execute(
+        f"""
+        INSERT INTO hm_stage BY NAME
+        SELECT {_select_from_extracted()} FROM (
+            SELECT file, 1 AS rec, entry, parse_error, json_extract_string(res, {_PATH_LIST}) AS f
+            FROM (
+                SELECT file, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
+                FROM hm_docs WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
+                UNION ALL
+                SELECT file, NULL, doc, NULL FROM hm_docs WHERE doc_type <> 'Bundle'
+            )
+            UNION ALL
+            SELECT file, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
+            FROM hm_docs
+            WHERE doc_type = 'Bundle' AND (bundle_type NOT IN {_BUNDLE_TYPES} OR bundle_type IS NULL)
+        )
+        """
+    )
+    _expand_components(db)
+
+
+def _expand_components(db: HubDatabase) -> None:
+    """Observation components (blood-pressure panels) become records of their own."""
+    db.execute(
+        """
+        INSERT INTO hm_stage BY NAME
+        SELECT s.* EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
+                            value_code, value_display, value_string, component, parent_rid),
+               s.rid || '#component-' || c.i AS rid,
+               json_extract_string(c.comp, '$.code.coding[0].system') AS code_system,
+               json_extract_string(c.comp, '$.code.coding[0].code') AS code,
+               json_extract_string(c.comp, '$.code.coding[0].display') AS code_display,
+               json_extract_string(c.comp, '$.valueQuantity.value') AS value_num_raw,
+               coalesce(json_extract_string(c.comp, '$.valueQuantity.code'),
+                        json_extract_string(c.comp, '$.valueQuantity.unit')) AS value_unit,
+               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].system') AS value_system,
+               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].code') AS value_code,
+               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].display') AS value_display,
+               json_extract_string(c.comp, '$.valueString') AS value_string,
+               NULL AS component, s.rid AS parent_rid
+        FROM hm_stage s,
+             (SELECT rid AS prid, file AS pfile, generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
+              FROM (SELECT rid, file, json_extract(component, '$[*]') AS comps FROM hm_stage
+                    WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')) c
+        WHERE s.rid = c.prid AND s.file = c.pfile AND s.component IS NOT NULL AND s.parent_rid IS NULL
+        """
+    )
+    db.execute("UPDATE hm_stage SET component = NULL WHERE component IS NOT NULL")

@@ -1,0 +1,16 @@
+-- The typed staging table: every source (FHIR Bundle, Bulk NDJSON, Synthea CSV) lands here first,
+-- one row per input record, and one mapping (map.py) takes it into the CDM.
+CREATE OR REPLACE TEMP TABLE hm_stage (
+    file VARCHAR, rec BIGINT, entry BIGINT,
+    resource_type VARCHAR, rid VARCHAR, parse_error VARCHAR,
+    subject_ref VARCHAR, visit_ref VARCHAR, provider_ref VARCHAR, care_site_ref VARCHAR,
+    code_system VARCHAR, code VARCHAR, code_display VARCHAR,
+    start_raw VARCHAR, end_raw VARCHAR, start_field VARCHAR,
+    value_num_raw VARCHAR, value_unit VARCHAR,
+    value_system VARCHAR, value_code VARCHAR, value_display VARCHAR, value_string VARCHAR,
+    category VARCHAR, visit_class VARCHAR,
+    gender VARCHAR, birth_raw VARCHAR, deceased_raw VARCHAR, deceased_flag VARCHAR, race VARCHAR,
+    addr_state VARCHAR, addr_city VARCHAR, addr_postal VARCHAR,
+    org_name VARCHAR, identifier_system VARCHAR, identifier_value VARCHAR,
+    component VARCHAR, parent_rid VARCHAR
+);

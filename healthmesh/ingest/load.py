@@ -1,0 +1,218 @@
+"""Load inputs into a hub's CDM: discover, stage, map, account for every record, report.
+
+Each batch (one NDJSON file, a group of Bundle files, or a Synthea CSV folder) is mapped and
+committed in its own transaction; keys are keyed hashes, so a load killed half-way and run again
+leaves the database a clean run leaves. With ``strict`` the whole load is one transaction that is
+rolled back when any record is rejected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.schema import cdm_tables
+from healthmesh.cdm.vocabulary import vocabulary_version
+from healthmesh.errors import IngestError
+from healthmesh.ingest.detect import Source, discover
+from healthmesh.ingest.fhir.resource_types import SKIP_REASON
+from healthmesh.ingest.fhir.stage import (
+    create_stage,
+    stage_bundle_files,
+    stage_bundle_text,
+    stage_ndjson_file,
+)
+from healthmesh.ingest.map import map_stage, prepare_connection, rebuild_derived
+from healthmesh.ingest.report import IngestReport
+from healthmesh.ingest.synthea_csv import stage_synthea_csv
+from healthmesh.privacy.pseudonym import register_pseudonym_function
+
+__all__ = ["BUNDLES_PER_BATCH", "ingest_bundle", "ingest_paths", "report_path_for"]
+
+BUNDLES_PER_BATCH = 64
+MAX_LISTED_REJECTIONS = 100_000
+
+Progress = Callable[[int, int, str], None]
+
+
+def report_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".ingest-report.json")
+
+
+def _batches(sources: list[Source]) -> list[list[Source]]:
+    batches: list[list[Source]] = []
+    pending: list[Source] = []
+    for source in sources:
+        if source.kind == "json":
+            pending.append(source)
+            if len(pending) == BUNDLES_PER_BATCH:
+                batches.append(pending)
+                pending = []
+            continue
+        if pending:
+            batches.append(pending)
+            pending = []
+        if source.kind != "ignored":
+            batches.append([source])
+    if pending:
+        batches.append(pending)
+    return batches
+
+
+def _prepare(db: HubDatabase, hub: str, secret_key: bytes) -> None:
+    if not db.scalar("SELECT count(*) FROM concept"):
+        raise IngestError("the hub has no vocabulary; create it with `healthmesh cdm init --db PATH`")
+    salt = secret_key.hex() + "|" + hub
+    prepare_connection(db, salt)
+    register_pseudonym_function(db.con, secret_key, hub)
+
+
+def _account(db: HubDatabase, report: IngestReport) -> None:
+    """Add the checked batch (``hm_checked``) to the report."""
+    rows = db.rows(
+        """
+        SELECT coalesce(c.resource_type, '(unreadable)'), count(*),
+               count(*) FILTER (WHERE c.status = 'loaded'), count(*) FILTER (WHERE c.status = 'skipped'),
+               count(*) FILTER (WHERE c.status = 'rejected'),
+               count(*) FILTER (WHERE c.status = 'loaded' AND o.concept_id > 0)
+        FROM hm_checked c LEFT JOIN hm_ok o ON o.record_id = c.record_id AND o.resource_type = c.resource_type
+        WHERE c.parent_rid IS NULL GROUP BY ALL
+        """
+    )
+    for resource_type, records, loaded, skipped, rejected, mapped in rows:
+        report.add_counts(resource_type, records, loaded, skipped, rejected, mapped)
+    for file, records, loaded, skipped, rejected in db.rows(
+        """
+        SELECT file, count(*), count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'skipped'),
+               count(*) FILTER (WHERE status = 'rejected')
+        FROM hm_checked WHERE parent_rid IS NULL GROUP BY file ORDER BY file
+        """
+    ):
+        report.files.append(
+            {"file": file, "records": records, "loaded": loaded, "skipped": skipped, "rejected": rejected}
+        )
+    room = MAX_LISTED_REJECTIONS - len(report.rejections)
+    for file, rec, entry, resource_type, rid, reason, parent in db.rows(
+        f"""
+        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid FROM hm_checked
+        WHERE status = 'rejected' ORDER BY file, rec, entry LIMIT {max(room, 0)}
+        """
+    ):
+        where = {"entry": entry} if entry is not None else {"record": rec}
+        item = {"file": file, **where, "resource_type": resource_type, "id": rid, "reason": reason}
+        if parent is not None:
+            item["part_of"] = parent
+        report.rejections.append(item)
+    for resource_type, count in db.rows(
+        "SELECT resource_type, count(*) FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1"
+    ):
+        report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
+
+
+def _unreadable_files(report: IngestReport, files: list[Path]) -> None:
+    for path in files:
+        report.add_counts("(unreadable)", 1, 0, 0, 1, 0)
+        report.files.append({"file": str(path), "records": 1, "loaded": 0, "skipped": 0, "rejected": 1})
+        report.rejections.append(
+            {
+                "file": str(path),
+                "record": 1,
+                "resource_type": None,
+                "id": None,
+                "reason": "file is not a FHIR JSON document (invalid JSON, no resourceType, or over 64 MB)",
+            }
+        )
+
+
+def _load_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> None:
+    create_stage(db)
+    first = batch[0]
+    if first.kind == "ndjson":
+        stage_ndjson_file(db, first.path)
+    elif first.kind == "synthea-csv":
+        for file, resource_type, rows in stage_synthea_csv(db, first.path):
+            report.add_counts(resource_type, rows, 0, rows, 0, 0)
+            report.skipped.append(
+                {"resource_type": resource_type, "file": file, "count": rows, "reason": SKIP_REASON}
+            )
+    else:
+        _unreadable_files(report, stage_bundle_files(db, [s.path for s in batch]))
+    map_stage(db)
+    _account(db, report)
+
+
+def ingest_paths(
+    db: HubDatabase,
+    paths: list[Path],
+    hub: str,
+    secret_key: bytes,
+    strict: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Load every FHIR / Synthea input under ``paths`` into ``db``."""
+    started = time.perf_counter()
+    report = IngestReport(hub=hub, database=str(db.path), strict=strict)
+    sources = discover(paths)
+    report.ignored_files = [
+        {
+            "file": str(s.path),
+            "reason": "not FHIR JSON or NDJSON; CSV is read only as a Synthea export folder",
+        }
+        for s in sources
+        if s.kind == "ignored"
+    ]
+    _prepare(db, hub, secret_key)
+    batches = _batches(sources)
+    db.execute("BEGIN TRANSACTION")
+    try:
+        for done, batch in enumerate(batches, start=1):
+            _load_batch(db, batch, report)
+            if not strict:
+                db.execute("COMMIT")
+                db.execute("BEGIN TRANSACTION")
+            if progress:
+                progress(done, len(batches), batch[0].path.name)
+        if strict and report.rejected:
+            db.execute("ROLLBACK")
+            report.committed = False
+        else:
+            rebuild_derived(db, hub, vocabulary_version(db))
+            db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    report.tables = db.table_counts(list(cdm_tables()))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def ingest_bundle(db: HubDatabase, bundle: str | bytes, hub: str, secret_key: bytes) -> IngestReport:
+    """Load one posted FHIR Bundle atomically: all of it, or (if any record is rejected) nothing."""
+    text = bundle.decode("utf-8", errors="replace") if isinstance(bundle, bytes) else bundle
+    report = IngestReport(hub=hub, database=str(db.path), strict=True)
+    _prepare(db, hub, secret_key)
+    db.execute("BEGIN TRANSACTION")
+    try:
+        create_stage(db)
+        if not stage_bundle_text(db, text):
+            db.execute("ROLLBACK")
+            report.committed = False
+            report.add_counts("(unreadable)", 1, 0, 0, 1, 0)
+            report.rejections.append(
+                {"record": 1, "resource_type": None, "id": None, "reason": "not valid JSON"}
+            )
+            return report
+        map_stage(db)
+        _account(db, report)
+        if report.rejected:
+            db.execute("ROLLBACK")
+            report.committed = False
+        else:
+            rebuild_derived(db, hub, vocabulary_version(db))
+            db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return report

@@ -1,0 +1,367 @@
+"""One mapping from the staging table ``hm_stage`` into the OMOP CDM, for every source.
+
+Steps, all set-based SQL: check each record (``hm_checked``: status loaded / skipped / rejected
+and a one-line reason), upsert the reference tables (location, care_site, provider, person, death,
+visit_occurrence), reject records whose Patient is unknown, then route each clinical record to the
+CDM table of its standard concept's domain. Keys are keyed hashes, so upserts are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
+
+__all__ = ["EVENT_TABLES", "map_stage", "prepare_connection", "rebuild_derived"]
+
+TYPE_CONCEPT_EHR = 32817
+
+# CDM table, its key column, and its date column (for observation_period).
+EVENT_TABLES: dict[str, tuple[str, str]] = {
+    "condition_occurrence": ("condition_occurrence_id", "condition_start_date"),
+    "drug_exposure": ("drug_exposure_id", "drug_exposure_start_date"),
+    "procedure_occurrence": ("procedure_occurrence_id", "procedure_date"),
+    "measurement": ("measurement_id", "measurement_date"),
+    "observation": ("observation_id", "observation_date"),
+    "device_exposure": ("device_exposure_id", "device_exposure_start_date"),
+}
+
+_DOMAIN_TABLE = {
+    "Condition": "condition_occurrence",
+    "Drug": "drug_exposure",
+    "Procedure": "procedure_occurrence",
+    "Measurement": "measurement",
+    "Observation": "observation",
+    "Device": "device_exposure",
+}
+
+
+def _in(values: tuple[str, ...] | frozenset[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
+
+
+def prepare_connection(db: HubDatabase, salt: str) -> None:
+    """Macros and the code-system table the mapping needs, on this connection."""
+    db.execute("SET VARIABLE hm_salt = ?", [salt])
+    for statement in (
+        resources.files("healthmesh.ingest.fhir").joinpath("macros.sql").read_text().split(";\n")
+    ):
+        if statement.strip():
+            db.execute(statement)
+    systems = json.loads(resources.files("healthmesh.ingest.fhir").joinpath("code_systems.json").read_text())
+    db.execute("CREATE OR REPLACE TEMP TABLE hm_code_system (system VARCHAR, vocabulary_id VARCHAR)")
+    db.con.executemany(
+        "INSERT INTO hm_code_system VALUES (?, ?)",
+        [(k, v) for k, v in systems.items() if not k.startswith("_")],
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS hm_identifier_index (resource_type VARCHAR, identifier_hash VARCHAR, rid VARCHAR)"
+    )
+
+
+def _check(db: HubDatabase) -> None:
+    clinical = _in(CLINICAL_TYPES)
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_checked AS
+        WITH s AS (
+            SELECT *, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts, hm_ts(birth_raw) AS birth_ts,
+                   hm_ts(deceased_raw) AS deceased_ts, try_cast(value_num_raw AS DOUBLE) AS value_num,
+                   hm_ref(subject_ref) AS subject_id, hm_ref(visit_ref) AS visit_id
+            FROM hm_stage
+        ), r AS (
+            SELECT *, CASE
+                WHEN parse_error IS NOT NULL THEN parse_error
+                WHEN resource_type IS NULL THEN 'no resourceType'
+                WHEN resource_type NOT IN {_in(R4_RESOURCE_TYPES)}
+                    THEN 'unknown resourceType ''' || left(resource_type, 60) || ''''
+                WHEN resource_type NOT IN {_in(MAPPED_TYPES)} THEN NULL
+                WHEN rid IS NULL OR trim(rid) = '' THEN resource_type || ' without id'
+                WHEN length(rid) > 64 + coalesce(length(parent_rid) + 13, 0) THEN resource_type || ' id longer than 64 characters'
+                WHEN resource_type = 'Patient' AND birth_raw IS NULL THEN 'Patient without birthDate'
+                WHEN resource_type = 'Patient' AND birth_ts IS NULL
+                    THEN 'birthDate ''' || left(birth_raw, 40) || ''' is not a FHIR date'
+                WHEN resource_type = 'Patient' AND deceased_raw IS NOT NULL AND deceased_ts IS NULL
+                    THEN 'deceasedDateTime ''' || left(deceased_raw, 40) || ''' is not a FHIR dateTime'
+                WHEN resource_type IN {clinical} AND subject_ref IS NULL THEN resource_type || ' without subject'
+                WHEN resource_type IN {clinical} AND start_raw IS NULL THEN resource_type || ' without a date'
+                WHEN start_raw IS NOT NULL AND start_ts IS NULL
+                    THEN start_field || ' ''' || left(start_raw, 40) || ''' is not a FHIR date'
+                WHEN end_raw IS NOT NULL AND end_ts IS NULL
+                    THEN 'end date ''' || left(end_raw, 40) || ''' is not a FHIR date'
+                WHEN value_num_raw IS NOT NULL AND value_num IS NULL
+                    THEN 'valueQuantity.value ''' || left(value_num_raw, 40) || ''' is not a number'
+                WHEN resource_type IN {clinical} AND resource_type <> 'Encounter' AND code IS NULL
+                    THEN resource_type || ' without a code'
+            END AS reason
+            FROM s
+        )
+        SELECT *,
+               CASE WHEN reason IS NOT NULL THEN 'rejected'
+                    WHEN resource_type NOT IN {_in(MAPPED_TYPES)} THEN 'skipped'
+                    ELSE 'loaded' END AS status,
+               CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid)
+                    ELSE hm_key('Patient', subject_id) END AS person_id,
+               hm_key(resource_type, rid) AS record_id
+        FROM r
+        """
+    )
+    # A resource sent twice in one load becomes one CDM row: keep its last copy.
+    db.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE hm_ok AS
+        SELECT c.*, m.concept_id, m.source_concept_id, m.domain_id,
+               u.concept_id AS unit_concept_id, v.concept_id AS value_concept_id
+        FROM hm_checked c
+        LEFT JOIN hm_code_system cs ON cs.system = c.code_system
+        LEFT JOIN hm_concept_map m ON m.vocabulary_id = cs.vocabulary_id AND m.concept_code = c.code
+        LEFT JOIN hm_concept_map u ON u.vocabulary_id = 'UCUM' AND u.concept_code = c.value_unit
+        LEFT JOIN hm_code_system vs ON vs.system = c.value_system
+        LEFT JOIN hm_concept_map v ON v.vocabulary_id = vs.vocabulary_id AND v.concept_code = c.value_code
+        WHERE c.status = 'loaded'
+        QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1
+        """
+    )
+
+
+def _upsert(db: HubDatabase, table: str, key: str, select_sql: str) -> None:
+    db.execute(f"CREATE OR REPLACE TEMP TABLE hm_rows AS {select_sql}")
+    db.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM hm_rows)")
+    db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM hm_rows")
+
+
+_ADDRESS_KEY = (
+    "CASE WHEN coalesce(addr_state, addr_city, addr_postal) IS NOT NULL THEN hm_key('Address', "
+    "concat_ws('|', addr_state, addr_city, left(addr_postal, 3))) END"
+)
+
+
+def _reference_tables(db: HubDatabase) -> None:
+    _upsert(
+        db,
+        "location",
+        "location_id",
+        f"""
+        SELECT DISTINCT {_ADDRESS_KEY} AS location_id, left(addr_city, 50) AS city, left(addr_state, 2) AS state,
+               left(addr_postal, 3) AS zip, left(concat_ws('|', addr_state, addr_city, left(addr_postal, 3)), 50)
+               AS location_source_value
+        FROM hm_ok WHERE resource_type IN ('Patient', 'Organization', 'Location')
+          AND coalesce(addr_state, addr_city, addr_postal) IS NOT NULL
+        """,
+    )
+    _upsert(
+        db,
+        "care_site",
+        "care_site_id",
+        f"""
+        SELECT record_id AS care_site_id, left(org_name, 255) AS care_site_name, {_ADDRESS_KEY} AS location_id,
+               left(rid, 50) AS care_site_source_value, left(code, 50) AS place_of_service_source_value
+        FROM hm_ok WHERE resource_type = 'Organization'
+        """,
+    )
+    _upsert(
+        db,
+        "provider",
+        "provider_id",
+        """
+        SELECT record_id AS provider_id, hm_pseudonym(rid) AS provider_source_value,
+               CASE gender WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 ELSE 0 END AS gender_concept_id,
+               gender AS gender_source_value
+        FROM hm_ok WHERE resource_type = 'Practitioner'
+        """,
+    )
+    db.execute(
+        """
+        INSERT INTO hm_identifier_index
+        SELECT DISTINCT resource_type, md5(getvariable('hm_salt') || identifier_value), rid FROM hm_ok
+        WHERE resource_type IN ('Practitioner', 'Organization') AND identifier_value IS NOT NULL
+          AND (resource_type, md5(getvariable('hm_salt') || identifier_value), rid)
+              NOT IN (SELECT (resource_type, identifier_hash, rid) FROM hm_identifier_index)
+        """
+    )
+    _upsert(
+        db,
+        "person",
+        "person_id",
+        f"""
+        SELECT person_id,
+               CASE lower(gender) WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 ELSE 0 END AS gender_concept_id,
+               year(birth_ts) AS year_of_birth, month(birth_ts) AS month_of_birth,
+               CASE race WHEN '2106-3' THEN 8527 WHEN '2054-5' THEN 8516 WHEN '2028-9' THEN 8515
+                         WHEN '1002-5' THEN 8657 WHEN '2076-8' THEN 8557 ELSE 0 END AS race_concept_id,
+               0 AS ethnicity_concept_id, {_ADDRESS_KEY} AS location_id,
+               hm_pseudonym(rid) AS person_source_value, left(gender, 50) AS gender_source_value,
+               left(race, 50) AS race_source_value
+        FROM hm_ok WHERE resource_type = 'Patient'
+        """,
+    )
+    _upsert(
+        db,
+        "death",
+        "person_id",
+        f"""
+        SELECT person_id, deceased_ts::DATE AS death_date, deceased_ts AS death_datetime,
+               {TYPE_CONCEPT_EHR} AS death_type_concept_id
+        FROM hm_ok WHERE resource_type = 'Patient' AND (deceased_ts IS NOT NULL OR lower(deceased_flag) = 'true')
+        """,
+    )
+    # Records of Patients that are neither in this load nor already in the hub are rejected.
+    db.execute(
+        """
+        UPDATE hm_checked SET status = 'rejected',
+               reason = 'subject ' || left(subject_ref, 80) || ' is not a Patient of this load or of the hub'
+        WHERE status = 'loaded' AND resource_type <> 'Patient' AND subject_ref IS NOT NULL
+          AND person_id NOT IN (SELECT person_id FROM person)
+        """
+    )
+    db.execute(
+        "DELETE FROM hm_ok WHERE record_id IN (SELECT record_id FROM hm_checked WHERE status = 'rejected')"
+    )
+    _upsert(
+        db,
+        "visit_occurrence",
+        "visit_occurrence_id",
+        f"""
+        SELECT o.record_id AS visit_occurrence_id, o.person_id,
+               CASE WHEN o.visit_class IN ('IMP', 'ACUTE', 'NONAC', 'inpatient') THEN 9201
+                    WHEN o.visit_class IN ('EMER', 'emergency') THEN 9203 ELSE 9202 END AS visit_concept_id,
+               o.start_ts::DATE AS visit_start_date, o.start_ts AS visit_start_datetime,
+               coalesce(o.end_ts, o.start_ts)::DATE AS visit_end_date, coalesce(o.end_ts, o.start_ts) AS visit_end_datetime,
+               {TYPE_CONCEPT_EHR} AS visit_type_concept_id, p.provider_id, cs.care_site_id,
+               left(coalesce(o.code, o.visit_class), 50) AS visit_source_value,
+               coalesce(o.source_concept_id, 0) AS visit_source_concept_id
+        FROM hm_ok o
+        LEFT JOIN provider p ON p.provider_id = {_provider_key("o.provider_ref")}
+        LEFT JOIN care_site cs ON cs.care_site_id = hm_key('Organization', hm_ref(o.care_site_ref))
+        WHERE o.resource_type = 'Encounter'
+        """,
+    )
+
+
+def _provider_key(ref: str) -> str:
+    return (
+        f"CASE WHEN starts_with(hm_ref({ref}), 'identifier:') THEN hm_key('Practitioner', (SELECT min(rid) FROM "
+        f"hm_identifier_index WHERE resource_type = 'Practitioner' AND identifier_hash = md5(getvariable('hm_salt') "
+        f"|| substr(hm_ref({ref}), 12)))) ELSE hm_key('Practitioner', hm_ref({ref})) END"
+    )
+
+
+def _default_table() -> str:
+    return """CASE
+        WHEN o.resource_type = 'Condition' THEN 'condition_occurrence'
+        WHEN o.resource_type IN ('MedicationRequest', 'MedicationAdministration', 'MedicationStatement', 'Immunization')
+            THEN 'drug_exposure'
+        WHEN o.resource_type = 'Procedure' THEN 'procedure_occurrence'
+        WHEN o.resource_type = 'Device' THEN 'device_exposure'
+        WHEN o.resource_type = 'DiagnosticReport' THEN 'measurement'
+        WHEN o.resource_type = 'Observation' AND (o.value_num IS NOT NULL
+             OR o.category IN ('laboratory', 'vital-signs')) THEN 'measurement'
+        ELSE 'observation' END"""
+
+
+def _events(db: HubDatabase) -> None:
+    domain_case = " ".join(f"WHEN '{d}' THEN '{t}'" for d, t in _DOMAIN_TABLE.items())
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_events AS
+        SELECT o.record_id, o.person_id, coalesce(o.concept_id, 0) AS concept_id,
+               coalesce(o.source_concept_id, 0) AS source_concept_id,
+               CASE WHEN o.concept_id > 0 THEN CASE o.domain_id {domain_case} ELSE {_default_table()} END
+                    ELSE {_default_table()} END AS target,
+               o.start_ts, o.end_ts, o.value_num, o.value_unit, coalesce(o.unit_concept_id, 0) AS unit_concept_id,
+               o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
+               left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
+        FROM hm_ok o
+        LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = hm_key('Encounter', o.visit_id)
+        LEFT JOIN provider p ON p.provider_id = {_provider_key("o.provider_ref")}
+        WHERE o.resource_type IN {_in(tuple(t for t in CLINICAL_TYPES if t != "Encounter"))}
+        """
+    )
+    for table, (key, _) in EVENT_TABLES.items():
+        db.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT record_id FROM hm_events)")
+    ehr = TYPE_CONCEPT_EHR
+    common = "record_id, person_id, visit_occurrence_id, provider_id"
+    inserts = {
+        "condition_occurrence": f"""{common}, concept_id AS condition_concept_id, start_ts::DATE AS condition_start_date,
+            start_ts AS condition_start_datetime, end_ts::DATE AS condition_end_date, end_ts AS condition_end_datetime,
+            {ehr} AS condition_type_concept_id, source_value AS condition_source_value,
+            source_concept_id AS condition_source_concept_id""",
+        "drug_exposure": f"""{common}, concept_id AS drug_concept_id, start_ts::DATE AS drug_exposure_start_date,
+            start_ts AS drug_exposure_start_datetime, coalesce(end_ts, start_ts)::DATE AS drug_exposure_end_date,
+            end_ts AS drug_exposure_end_datetime, {ehr} AS drug_type_concept_id, source_value AS drug_source_value,
+            source_concept_id AS drug_source_concept_id""",
+        "procedure_occurrence": f"""{common}, concept_id AS procedure_concept_id, start_ts::DATE AS procedure_date,
+            start_ts AS procedure_datetime, end_ts::DATE AS procedure_end_date, end_ts AS procedure_end_datetime,
+            {ehr} AS procedure_type_concept_id, source_value AS procedure_source_value,
+            source_concept_id AS procedure_source_concept_id""",
+        "measurement": f"""{common}, concept_id AS measurement_concept_id, start_ts::DATE AS measurement_date,
+            start_ts AS measurement_datetime, {ehr} AS measurement_type_concept_id, value_num AS value_as_number,
+            value_concept_id AS value_as_concept_id, unit_concept_id, left(value_unit, 50) AS unit_source_value,
+            source_value AS measurement_source_value, source_concept_id AS measurement_source_concept_id,
+            left(coalesce(value_code, value_text), 50) AS value_source_value""",
+        "observation": f"""{common}, concept_id AS observation_concept_id, start_ts::DATE AS observation_date,
+            start_ts AS observation_datetime, {ehr} AS observation_type_concept_id, value_num AS value_as_number,
+            left(value_text, 60) AS value_as_string, value_concept_id AS value_as_concept_id, unit_concept_id,
+            left(value_unit, 50) AS unit_source_value, source_value AS observation_source_value,
+            source_concept_id AS observation_source_concept_id, left(coalesce(value_code, value_text), 50) AS value_source_value""",
+        "device_exposure": f"""{common}, concept_id AS device_concept_id, start_ts::DATE AS device_exposure_start_date,
+            start_ts AS device_exposure_start_datetime, end_ts::DATE AS device_exposure_end_date,
+            end_ts AS device_exposure_end_datetime, {ehr} AS device_type_concept_id, source_value AS device_source_value,
+            source_concept_id AS device_source_concept_id""",
+    }
+    for table, select in inserts.items():
+        key = EVENT_TABLES[table][0]
+        db.execute(
+            f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (record_id), record_id AS {key} FROM "
+            f"(SELECT {select} FROM hm_events WHERE target = '{table}')"
+        )
+
+
+def map_stage(db: HubDatabase) -> None:
+    """Check, then map everything in ``hm_stage`` into the CDM. Leaves ``hm_checked`` for the report."""
+    _check(db)
+    _reference_tables(db)
+    _events(db)
+
+
+def rebuild_derived(db: HubDatabase, hub: str, vocabulary_version: str) -> None:
+    """observation_period (one per person, first to last record), death dates and cdm_source."""
+    dates = " UNION ALL ".join(
+        f"SELECT person_id, {date} AS d FROM {table}" for table, (_, date) in EVENT_TABLES.items()
+    )
+    db.execute(
+        f"""
+        UPDATE death SET death_date = last.d FROM (
+            SELECT person_id, max(d) AS d FROM ({dates} UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence)
+            GROUP BY person_id) last
+        WHERE death.death_date IS NULL AND last.person_id = death.person_id
+        """
+    )
+    db.execute("DELETE FROM death WHERE death_date IS NULL")
+    db.execute("DELETE FROM observation_period")
+    db.execute(
+        f"""
+        INSERT INTO observation_period BY NAME
+        SELECT person_id AS observation_period_id, person_id, min(d) AS observation_period_start_date,
+               max(d) AS observation_period_end_date, {TYPE_CONCEPT_EHR} AS period_type_concept_id
+        FROM ({dates}
+              UNION ALL SELECT person_id, visit_start_date FROM visit_occurrence
+              UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence
+              UNION ALL SELECT person_id, death_date FROM death)
+        WHERE person_id IN (SELECT person_id FROM person) AND d IS NOT NULL
+        GROUP BY person_id
+        """
+    )
+    db.execute("DELETE FROM cdm_source")
+    db.execute(
+        """
+        INSERT INTO cdm_source BY NAME
+        SELECT ? AS cdm_source_name, ? AS cdm_source_abbreviation, 'healthmesh' AS cdm_holder,
+               'healthmesh hub ' || ? AS source_description, current_date AS source_release_date,
+               current_date AS cdm_release_date, 'v5.4' AS cdm_version, 756265 AS cdm_version_concept_id,
+               ? AS vocabulary_version
+        """,
+        [f"healthmesh {hub}", hub[:25], hub, vocabulary_version],
+    )
