@@ -29,9 +29,11 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
-    from healthmesh.cli import cdm, federate, privacy, quality
+    from healthmesh.cli import cdm, cohort, federate, privacy, quality, risk
 
     app.add_typer(cdm.app, name="cdm")
+    app.add_typer(cohort.app, name="cohort")
+    app.add_typer(risk.app, name="risk")
     app.add_typer(federate.app, name="federate")
     app.add_typer(privacy.app, name="privacy")
     quality.register(app)  # healthmesh quality | characterize | catalog

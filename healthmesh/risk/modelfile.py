@@ -121,6 +121,13 @@ class SafeModel:
         design = self.design(data)
         if self.kind == "logistic":
             dense = design.toarray() if isinstance(design, sp.spmatrix | sp.sparray) else np.asarray(design)
+            # Relative to the training mean (stored for CDM models; table designs are centred already).
+            center = self.preprocessing.get("sparse", {}).get("mean")
+            if center is not None:
+                dense = (
+                    dense
+                    - np.asarray(center)[None, :] / np.asarray(self.preprocessing["sparse"]["scale"])[None, :]
+                )
             return dense * np.asarray(self.coef)[None, :]
         assert self.booster is not None
         contrib = np.asarray(self.booster.predict(design, pred_contrib=True))

@@ -164,6 +164,9 @@ def train_task(
         data.matrix[is_train], y[is_train], models=models or task.models, seed=seed, n_jobs=n_jobs
     )
     model = export_pipeline(pipeline, "sparse", data.names)
+    model.preprocessing["sparse"]["mean"] = [
+        float(v) for v in np.asarray(data.matrix[is_train].mean(axis=0)).ravel()
+    ]
     model_id = new_model_id(f"{task.name}-{data.hub}")
     model.meta = {
         "model_id": model_id,

@@ -1,0 +1,249 @@
+"""Scoring with a frozen CDM model: a batch of a hub's persons, or one patient posted as a FHIR Bundle.
+
+One patient's features come from the very same feature SQL as the batch: the Bundle is ingested
+into a scratch in-memory CDM (the ingest domain's mapping), and ``hm_rows`` holds that one person.
+``BundleScorer`` keeps the model and the scratch CDM warm between requests.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from healthmesh.cdm import HubDatabase, create_hub
+from healthmesh.errors import ModelError
+from healthmesh.risk.features import build_features, load_rows
+from healthmesh.risk.modelfile import SafeModel
+from healthmesh.risk.registry import load_registered
+from healthmesh.risk.tasks import load_task
+
+__all__ = ["BundleScorer", "person_features", "score_batch", "score_bundle", "score_person"]
+
+# Tables that hold one patient's data in the scratch CDM; emptied before each Bundle.
+_PATIENT_TABLES = (
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "visit_detail",
+    "condition_occurrence",
+    "drug_exposure",
+    "procedure_occurrence",
+    "device_exposure",
+    "measurement",
+    "observation",
+    "death",
+    "note",
+    "specimen",
+    "location",
+    "condition_era",
+    "drug_era",
+)
+
+
+def _model(model: SafeModel | Path | str, registry: Path | None = None) -> SafeModel:
+    loaded = model if isinstance(model, SafeModel) else load_registered(Path(model), registry)
+    if loaded.input_kind != "sparse":
+        raise ModelError(
+            "this model was fitted on a flat table; score it on rows of that table, not on a CDM"
+        )
+    return loaded
+
+
+def _as_of_dates(db: HubDatabase, person_ids: list[int] | None, as_of: date | None) -> pd.DataFrame:
+    """``person_id, index_date``: the given date, else each person's last observed day."""
+    where = ""
+    if person_ids is not None:
+        ids = ", ".join(str(int(p)) for p in person_ids) or "NULL"
+        where = f" WHERE p.person_id IN ({ids})"
+    if as_of is not None:
+        return db.df(
+            f"SELECT p.person_id, DATE '{as_of.isoformat()}' AS index_date FROM person p{where} ORDER BY 1"
+        )
+    return db.df(
+        "SELECT p.person_id, coalesce(max(op.observation_period_end_date), current_date) AS index_date FROM person p "
+        f"LEFT JOIN observation_period op ON op.person_id = p.person_id{where} GROUP BY p.person_id ORDER BY 1"
+    )
+
+
+def person_features(
+    db: HubDatabase, model: SafeModel, person_ids: list[int] | None = None, as_of: date | None = None
+) -> tuple[pd.DataFrame, Any]:
+    """Rows (``row_id, person_id, index_date``) and the covariate matrix in the model's columns."""
+    rows = _as_of_dates(db, person_ids, as_of)
+    rows.insert(0, "row_id", np.arange(len(rows), dtype=np.int64))
+    if rows.empty:
+        return rows, None
+    settings = load_task(model.meta["task"]).features
+    load_rows(db, rows)
+    matrix, _ = build_features(db, settings, len(rows), model.feature_names)
+    return rows, matrix
+
+
+def score_batch(
+    model: SafeModel | Path | str,
+    db: HubDatabase,
+    *,
+    as_of: date | None = None,
+    person_ids: list[int] | None = None,
+    registry: Path | None = None,
+) -> pd.DataFrame:
+    """Risk for every person of ``db`` (or ``person_ids``) as of ``as_of`` (default: their last observed day)."""
+    frozen = _model(model, registry)
+    rows, matrix = person_features(db, frozen, person_ids, as_of)
+    risk = frozen.predict_proba(matrix) if matrix is not None else np.array([])
+    return pd.DataFrame({"person_id": rows["person_id"], "index_date": rows["index_date"], "risk": risk})
+
+
+def _concept_of(feature: str) -> str:
+    """The concept id inside a feature name (``condition:201826:365d`` -> ``201826``), or ''."""
+    parts = feature.split(":")
+    return parts[1].split("=")[0] if len(parts) > 1 else ""
+
+
+def _explain(frozen: SafeModel, matrix: Any, db: HubDatabase, top: int) -> list[dict[str, Any]]:
+    contributions = frozen.contributions(matrix)[0]
+    values = np.asarray(matrix.toarray()).ravel()
+    order = [i for i in np.argsort(-np.abs(contributions)) if contributions[i] != 0][:top]
+    concepts = [_concept_of(frozen.feature_names[i]) for i in order]
+    ids = {int(c) for c in concepts if c.isdigit()}
+    names = (
+        dict(
+            db.rows(
+                f"SELECT concept_id, concept_name FROM concept WHERE concept_id IN ({', '.join(map(str, ids))})"
+            )
+        )
+        if ids
+        else {}
+    )
+    codes = [
+        frozen.feature_names[i].split(":", 2)[1:]
+        for i in order
+        if frozen.feature_names[i].startswith("value:")
+    ]
+    for vocabulary, code in (c for c in codes if len(c) == 2):
+        found = db.rows(
+            "SELECT concept_name FROM concept WHERE vocabulary_id = ? AND concept_code = ?",
+            [vocabulary, code],
+        )
+        if found:
+            names[f"{vocabulary}:{code}"] = found[0][0]
+    out = []
+    for i in order:
+        feature = frozen.feature_names[i]
+        concept = _concept_of(feature)
+        out.append(
+            {
+                "feature": feature,
+                "description": str(
+                    names.get(int(concept) if concept.isdigit() else feature[len("value:") :], "")
+                ),
+                "value": float(values[i]),
+                "contribution": float(contributions[i]),
+            }
+        )
+    return out
+
+
+def score_person(
+    db: HubDatabase, model: SafeModel | Path | str, person_id: int, as_of: date | None = None, top: int = 10
+) -> dict[str, Any]:
+    """Risk and top contributing features (to the log-odds) of one person of ``db``."""
+    frozen = _model(model)
+    rows, matrix = person_features(db, frozen, [int(person_id)], as_of)
+    if rows.empty:
+        raise ModelError(f"person {person_id} is not in this CDM")
+    return {
+        "person_id": int(person_id),
+        "index_date": str(pd.Timestamp(rows["index_date"].iloc[0]).date()),
+        "risk": float(frozen.predict_proba(matrix)[0]),
+        "task": frozen.meta.get("task", {}).get("name"),
+        "model_id": frozen.meta.get("model_id"),
+        "top_features": _explain(frozen, matrix, db, top),
+    }
+
+
+def _bundle_dict(bundle: dict[str, Any] | str | Path) -> dict[str, Any]:
+    if isinstance(bundle, dict):
+        return bundle
+    if isinstance(bundle, str) and bundle.lstrip().startswith("{"):
+        text = bundle
+    else:
+        path = Path(bundle)
+        if not path.is_file():
+            raise ModelError(f"Bundle file {str(path)!r} not found")
+        text = path.read_text()
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelError(f"the patient Bundle is not valid JSON: {error}") from error
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        raise ModelError("expected a FHIR Bundle (resourceType 'Bundle') holding one patient's resources")
+    return document
+
+
+class BundleScorer:
+    """Scores one patient's FHIR Bundle with a frozen CDM model, keeping a scratch CDM warm."""
+
+    def __init__(
+        self, model: SafeModel | Path | str, *, registry: Path | None = None, secret_key: bytes | str = b""
+    ) -> None:
+        self.model = _model(model, registry)
+        self.secret_key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
+        if not self.secret_key:
+            # A scratch CDM lives for one request; a per-process random key keeps its pseudonyms unlinkable.
+            import secrets
+
+            self.secret_key = secrets.token_bytes(32)
+        self.db = create_hub(":memory:")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self, bundle: dict[str, Any] | str | Path) -> int:
+        """Empty the scratch CDM, ingest the Bundle into it, return the patient's person_id."""
+        try:
+            from healthmesh.ingest import ingest_bundle
+        except ImportError as error:
+            raise ModelError(
+                "scoring a Bundle needs healthmesh.ingest.ingest_bundle, which is not installed"
+            ) from error
+        document = _bundle_dict(bundle)
+        existing = {row[0] for row in self.db.rows("SELECT table_name FROM information_schema.tables")}
+        for table in _PATIENT_TABLES:
+            if table in existing:
+                self.db.con.execute(f"DELETE FROM {table}")
+        ingest_bundle(self.db, document, hub="scratch", secret_key=self.secret_key)
+        people = [row[0] for row in self.db.rows("SELECT person_id FROM person")]
+        if len(people) != 1:
+            raise ModelError(f"the Bundle must hold exactly one patient; it held {len(people)}")
+        return int(people[0])
+
+    def score(
+        self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
+    ) -> dict[str, Any]:
+        """Risk and top contributing features for the patient in ``bundle``."""
+        person_id = self.load(bundle)
+        result = score_person(self.db, self.model, person_id, as_of, top)
+        result.pop("person_id")
+        return result
+
+
+def score_bundle(
+    model: SafeModel | Path | str,
+    bundle: dict[str, Any] | str | Path,
+    *,
+    as_of: date | None = None,
+    registry: Path | None = None,
+    top: int = 10,
+) -> dict[str, Any]:
+    """One-shot: risk and top contributing features for one patient Bundle (use ``BundleScorer`` for many)."""
+    scorer = BundleScorer(model, registry=registry)
+    try:
+        return scorer.score(bundle, as_of, top)
+    finally:
+        scorer.close()
