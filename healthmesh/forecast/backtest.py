@@ -16,25 +16,23 @@ import pandas as pd
 from healthmesh.errors import ForecastError
 from healthmesh.forecast.hubformat import to_hub_rows, write_hub_forecasts
 from healthmesh.forecast.models import (
+    ENSEMBLE_SPECS,
     ENSEMBLES,
     GBQRForecaster,
-    combine_quantiles,
-    inverse_wis_weights,
+    combine_ensemble,
+    ensemble_members,
     make_model,
 )
 from healthmesh.forecast.quantiles import FLUSIGHT_QUANTILES
 from healthmesh.forecast.scores import score_forecasts
 
 __all__ = [
-    "ENSEMBLE_MEMBERS",
     "BacktestResult",
     "data_as_of",
     "parse_reference_dates",
     "run_backtest",
 ]
 
-#: Single models that feed the ensembles (the baseline is the reference, not a member).
-ENSEMBLE_MEMBERS: tuple[str, ...] = ("ets", "arima", "theta", "gbqr")
 WEEK = pd.Timedelta(days=7)
 
 
@@ -58,12 +56,16 @@ def parse_reference_dates(spec: str) -> list[pd.Timestamp]:
         else:
             dates = [pd.Timestamp(p) for p in spec.split(",") if p.strip()]
     except ValueError as error:
-        raise ForecastError(f"reference dates {spec!r} are not dates; write START:END as YYYY-MM-DD:YYYY-MM-DD") from error
+        raise ForecastError(
+            f"reference dates {spec!r} are not dates; write START:END as YYYY-MM-DD:YYYY-MM-DD"
+        ) from error
     if not dates:
         raise ForecastError(f"reference dates {spec!r} give no date; is START after END?")
     bad = [d for d in dates if d.weekday() != 5]
     if bad:
-        raise ForecastError(f"reference date {bad[0]:%Y-%m-%d} is not a Saturday; FluSight reference dates are Saturdays")
+        raise ForecastError(
+            f"reference date {bad[0]:%Y-%m-%d} is not a Saturday; FluSight reference dates are Saturdays"
+        )
     return dates
 
 
@@ -114,7 +116,7 @@ def run_backtest(
     """
     wanted_ensembles = [m for m in models if m in ENSEMBLES]
     singles = [m for m in models if m not in ENSEMBLES]
-    needed = list(dict.fromkeys(singles + (list(ENSEMBLE_MEMBERS) if wanted_ensembles else [])))
+    needed = ensemble_members(singles + wanted_ensembles)
     seconds = {m: 0.0 for m in needed + wanted_ensembles}
     rows: list[pd.DataFrame] = []
     skipped: list[str] = []
@@ -151,22 +153,24 @@ def run_backtest(
                 if name == "gbqr":
                     gbqr = None
             seconds[name] += time.perf_counter() - started
-        if wanted_ensembles:
-            members = {m: wide[m] for m in ENSEMBLE_MEMBERS if m in wide}
-            history = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-            for name in wanted_ensembles:
-                started = time.perf_counter()
-                weights = None
-                if name == "ensemble-weighted":
-                    weights = inverse_wis_weights(_past_member_wis(history, list(members), data, cut))
-                if members:
-                    wide[name] = combine_quantiles(members, levels, weights)
-                seconds[name] += time.perf_counter() - started
+        for name in wanted_ensembles:
+            started = time.perf_counter()
+            members, method = ENSEMBLE_SPECS[name]
+            past = None
+            if method == "weighted":
+                history = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+                past = _past_member_wis(history, list(members), data, cut)
+            combined = combine_ensemble(name, wide, levels, past)
+            if combined is not None:
+                wide[name] = combined
+            seconds[name] += time.perf_counter() - started
         for name, frame in wide.items():
             rows.append(to_hub_rows(frame, reference_date, target_name, levels).assign(model=name))
     forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     files: list[Path] = []
     if out_dir is not None and not forecasts.empty:
-        for (name, _), group in forecasts[forecasts["model"].isin(models)].groupby(["model", "reference_date"]):
-            files.append(write_hub_forecasts(group, out_dir, f"{model_prefix}{name}"))
+        for (model_name, _), group in forecasts[forecasts["model"].isin(models)].groupby(
+            ["model", "reference_date"]
+        ):
+            files.append(write_hub_forecasts(group, out_dir, f"{model_prefix}{model_name!s}"))
     return BacktestResult(forecasts, seconds, files, skipped, used_vintages)

@@ -66,14 +66,19 @@ def read_hub_forecasts(path: str | Path, target: str | None = None) -> pd.DataFr
 
 
 def to_hub_rows(
-    quantiles: pd.DataFrame, reference_date: pd.Timestamp, target: str, levels: tuple[float, ...] = FLUSIGHT_QUANTILES
+    quantiles: pd.DataFrame,
+    reference_date: pd.Timestamp,
+    target: str,
+    levels: tuple[float, ...] = FLUSIGHT_QUANTILES,
 ) -> pd.DataFrame:
     """Turn a forecaster's wide output (unique_id, step, ds, one column per level) into hub rows.
 
     Step 1 is the week after the last observed one, which is horizon 0 for a reference date one week
     after the data (the FluSight convention).
     """
-    long = quantiles.melt(id_vars=["unique_id", "step", "ds"], value_vars=list(levels), var_name="q", value_name="value")
+    long = quantiles.melt(
+        id_vars=["unique_id", "step", "ds"], value_vars=list(levels), var_name="q", value_name="value"
+    )
     return pd.DataFrame(
         {
             "reference_date": reference_date,

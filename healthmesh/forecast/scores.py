@@ -42,7 +42,9 @@ def interval_pairs(levels: np.ndarray) -> tuple[int, list[tuple[int, int, float]
         if tau < 0.5:
             j = np.flatnonzero(np.isclose(levels, 1.0 - tau))
             if j.size != 1:
-                raise ForecastError(f"quantile level {tau} has no symmetric partner {1 - tau}; WIS needs pairs")
+                raise ForecastError(
+                    f"quantile level {tau} has no symmetric partner {1 - tau}; WIS needs pairs"
+                )
             pairs.append((i, int(j[0]), float(2 * tau)))
     return int(medians[0]), pairs
 

@@ -70,7 +70,9 @@ def _read_target_csv(handle: str | Path | io.BytesIO, source: str) -> pd.DataFra
     try:
         raw = pd.read_csv(handle, dtype={"location": str})
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ForecastError(f"{source}: cannot read as CSV ({error}); give a FluSight target-data file") from error
+        raise ForecastError(
+            f"{source}: cannot read as CSV ({error}); give a FluSight target-data file"
+        ) from error
     needed = {"date", "location", "value"}
     if not needed <= set(raw.columns):
         raise ForecastError(
@@ -149,7 +151,9 @@ def read_ilinet(path: str | Path, clinical_labs: str | Path | None = None) -> pd
         labs = _read_cdc_fluview(Path(clinical_labs))
         labs = labs.rename(columns={"REGION": "region", "YEAR": "year", "WEEK": "week"})
         labs["region"] = labs["region"].astype(str)
-        frame = frame.merge(labs[["region", "year", "week", "PERCENT POSITIVE"]], on=["region", "year", "week"])
+        frame = frame.merge(
+            labs[["region", "year", "week", "PERCENT POSITIVE"]], on=["region", "year", "week"]
+        )
         frame["y"] = frame["y"] * frame["PERCENT POSITIVE"] / 100.0
     frame = frame.dropna(subset=["y"])
     frame["ds"] = [mmwr_week_end(int(y), int(w)) for y, w in zip(frame["year"], frame["week"], strict=True)]
@@ -188,4 +192,3 @@ def to_weekly(daily: pd.DataFrame) -> pd.DataFrame:
     last_day = daily.groupby("unique_id")["ds"].max()
     weekly = weekly[weekly["ds"] <= weekly["unique_id"].map(last_day)]
     return validate_series(weekly, "weekly series")
-

@@ -36,7 +36,12 @@ def future_dates(last: pd.Timestamp, h: int, step: pd.Timedelta) -> list[pd.Time
 
 
 def wide_frame(
-    ids: list[str], last_dates: list[pd.Timestamp], h: int, levels: tuple[float, ...], values: np.ndarray, step: pd.Timedelta
+    ids: list[str],
+    last_dates: list[pd.Timestamp],
+    h: int,
+    levels: tuple[float, ...],
+    values: np.ndarray,
+    step: pd.Timedelta,
 ) -> pd.DataFrame:
     """Assemble (series x steps x levels) values into the wide output every forecaster returns."""
     values = tidy_quantiles(values.reshape(len(ids) * h, len(levels)))

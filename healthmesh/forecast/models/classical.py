@@ -7,6 +7,8 @@ keeps quantiles ordered because the transform is monotone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -59,8 +61,9 @@ class StatsForecastModel:
         data = self._history.assign(y=(self._history["y"] + 1.0) ** self.power)
         model = self._model()
         widths = _levels_to_intervals(levels)
-        engine = StatsForecast(models=[model], freq=pd.tseries.frequencies.to_offset(series_step(data)), n_jobs=1)
-        out = engine.forecast(df=data, h=h, level=widths)
+        freq: Any = pd.tseries.frequencies.to_offset(series_step(data))
+        engine = StatsForecast(models=[model], freq=freq, n_jobs=1)
+        out = engine.forecast(df=data, h=h, level=widths)  # type: ignore[arg-type]
         column = str(model)
         out = out.sort_values(["unique_id", "ds"])
         columns = []

@@ -9,6 +9,8 @@ week and the horizon; the target is the change of that scaled value from the las
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -52,7 +54,9 @@ def _season_week(ds: pd.Series) -> np.ndarray:
     return (week - 40) % 53
 
 
-def _interpolate_levels(values: np.ndarray, fitted: tuple[float, ...], wanted: tuple[float, ...]) -> np.ndarray:
+def _interpolate_levels(
+    values: np.ndarray, fitted: tuple[float, ...], wanted: tuple[float, ...]
+) -> np.ndarray:
     """Linear interpolation of sorted quantiles from the fitted levels to the wanted ones (per row)."""
     grid = np.asarray(fitted)
     out = np.empty((values.shape[0], len(wanted)))
@@ -77,6 +81,7 @@ class GBQRForecaster:
         n_estimators: int = 100,
         learning_rate: float = 0.07,
         num_leaves: int = 15,
+        min_child_samples: int = 20,
         threads: int = 1,
         seed: int = 42,
     ) -> None:
@@ -84,11 +89,11 @@ class GBQRForecaster:
         self.auxiliary = auxiliary
         self.max_h = max_h
         self.fit_levels = fit_levels
-        self.params = {
+        self.params: dict[str, Any] = {
             "n_estimators": n_estimators,
             "learning_rate": learning_rate,
             "num_leaves": num_leaves,
-            "min_child_samples": 20,
+            "min_child_samples": min_child_samples,
             "max_bin": 63,
             "subsample": 0.8,
             "subsample_freq": 1,
@@ -144,7 +149,9 @@ class GBQRForecaster:
             parts.append(self._scaled(self.auxiliary, auxiliary=True))
         train = self._training_rows(pd.concat(parts, ignore_index=True))
         if len(train) < 50:
-            raise ForecastError(f"gbqr needs more history to learn from: {len(train)} training rows; give more weeks")
+            raise ForecastError(
+                f"gbqr needs more history to learn from: {len(train)} training rows; give more weeks"
+            )
         x, y = train[_FEATURES].to_numpy(dtype=float), train["target"].to_numpy(dtype=float)
         self._models = {}
         for level in self.fit_levels:
@@ -164,7 +171,9 @@ class GBQRForecaster:
     def predict(self, h: int, levels: tuple[float, ...]) -> pd.DataFrame:
         check_horizon(h)
         if h > self.max_h:
-            raise ForecastError(f"gbqr was trained for up to {self.max_h} steps; asked for {h}; refit with max_h={h}")
+            raise ForecastError(
+                f"gbqr was trained for up to {self.max_h} steps; asked for {h}; refit with max_h={h}"
+            )
         if self._origins is None:
             raise ForecastError("gbqr: call fit() before predict()")
         origins = self._origins
@@ -175,7 +184,10 @@ class GBQRForecaster:
             fitted = np.column_stack([self._models[q].predict(x) for q in self.fit_levels])  # type: ignore[attr-defined]
             fitted = np.sort(fitted, axis=1)
             deltas = _interpolate_levels(fitted, self.fit_levels, levels)
-            z = np.clip(rows["level"].to_numpy()[:, None] + deltas, 0.0, None) * rows["scale"].to_numpy()[:, None]
+            z = (
+                np.clip(rows["level"].to_numpy()[:, None] + deltas, 0.0, None)
+                * rows["scale"].to_numpy()[:, None]
+            )
             rate = np.clip(z**4 - _OFFSET, 0.0, None)
             population = rows["population"].to_numpy()[:, None]
             counts = np.where(np.isnan(population), rate, rate * population / 1e5)

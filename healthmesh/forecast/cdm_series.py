@@ -1,0 +1,54 @@
+"""Weekly influenza-like-illness (ILI) visits per region, read from a hub's OMOP CDM.
+
+An ILI visit is a ``condition_occurrence`` with the local concept 2000000001 ('HM-ILI'); its region is
+the ``location.state`` of the person; its week is the ISO week (Monday to Sunday), dated by its Monday.
+Only the weekly count per region is read, an aggregate, never a patient row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from healthmesh.cdm import HubDatabase, connect
+from healthmesh.errors import ForecastError
+from healthmesh.forecast.series import validate_series
+
+__all__ = ["ILI_CONCEPT_ID", "read_hub_ili"]
+
+ILI_CONCEPT_ID = 2000000001
+
+_WEEKLY_ILI = f"""
+    SELECT coalesce(l.state, 'unknown') AS unique_id,
+           CAST(date_trunc('week', co.condition_start_date) AS DATE) AS ds,
+           count(*) AS y
+    FROM condition_occurrence co
+    JOIN person p ON p.person_id = co.person_id
+    LEFT JOIN location l ON l.location_id = p.location_id
+    WHERE co.condition_concept_id = {ILI_CONCEPT_ID}
+    GROUP BY 1, 2
+"""
+
+
+def read_hub_ili(hub: HubDatabase | str | Path) -> pd.DataFrame:
+    """Weekly ILI visit counts per region (``unique_id`` = state code), weeks without a visit as 0."""
+    if isinstance(hub, HubDatabase):
+        counts = hub.df(_WEEKLY_ILI)
+        source = str(hub.path)
+    else:
+        with connect(hub, read_only=True) as db:
+            counts = db.df(_WEEKLY_ILI)
+        source = str(hub)
+    if counts.empty:
+        raise ForecastError(
+            f"hub {source} has no ILI visits (condition_concept_id {ILI_CONCEPT_ID}); ingest ILI data first"
+        )
+    counts["ds"] = pd.to_datetime(counts["ds"])
+    # Every region gets every week of the hub's span, so a quiet week is a 0, not a gap.
+    weeks = pd.date_range(counts["ds"].min(), counts["ds"].max(), freq="7D")
+    full = pd.MultiIndex.from_product(
+        [sorted(counts["unique_id"].unique()), weeks], names=["unique_id", "ds"]
+    )
+    series = counts.set_index(["unique_id", "ds"])["y"].reindex(full, fill_value=0).reset_index()
+    return validate_series(series, source)
