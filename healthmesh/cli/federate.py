@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -13,6 +15,11 @@ from healthmesh.errors import FederationError
 
 app = typer.Typer(help="Federated learning and analytics across sites (Flower).", no_args_is_help=True)
 console = Console()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    # SIGTERM becomes SystemExit, so the network's context manager stops every process it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def _parse_sites(values: list[str], what: str) -> dict[str, Path]:
@@ -53,6 +60,7 @@ def train_table_command(
     from healthmesh.federation import train_table
 
     sites = _parse_sites(site, "FILE")
+    _stop_cleanly_on_sigterm()
     with console.status(f"federating {len(sites)} sites with {strategy}, {rounds} rounds ..."):
         metrics = train_table(
             sites,
@@ -97,6 +105,7 @@ def count_command(
     from healthmesh.federation import federated_count, start_hub_network
 
     hubs = _parse_sites(hub, "DB")
+    _stop_cleanly_on_sigterm()
     with console.status("starting the network and counting ..."):
         with start_hub_network(hubs, workdir, tls=not insecure) as network:
             result = federated_count(network, concept, include_descendants=not no_descendants)

@@ -3,21 +3,28 @@
 Hubs answer in aggregates and model parameters only (``guard.hub_guard`` checks every reply).
 Jobs: federated logistic regression (FedAvg, FedProx, FedAdam) over tables or hub CDMs, federated
 concept-set counts with small-cell suppression, and federated external validation.
+
+The names below load on first use: every ClientApp message starts a fresh process that imports
+``healthmesh.federation.client_app``, and it should not pay for the coordinator's modules.
 """
 
 from __future__ import annotations
 
-from healthmesh.federation.hubs import (
-    combine_counts,
-    federated_count,
-    federated_train_diabetes,
-    federated_validate,
-    start_hub_network,
-)
-from healthmesh.federation.network import FlowerNetwork
-from healthmesh.federation.server_app import STRATEGIES
-from healthmesh.federation.tabletrain import train_table
-from healthmesh.federation.tls import TlsFiles, make_self_signed_tls
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from healthmesh.federation.hubs import (
+        combine_counts,
+        federated_count,
+        federated_train_diabetes,
+        federated_validate,
+        start_hub_network,
+    )
+    from healthmesh.federation.network import FlowerNetwork
+    from healthmesh.federation.server_app import STRATEGIES
+    from healthmesh.federation.tabletrain import train_table
+    from healthmesh.federation.tls import TlsFiles, make_self_signed_tls
 
 __all__ = [
     "FlowerNetwork",
@@ -31,3 +38,24 @@ __all__ = [
     "start_hub_network",
     "train_table",
 ]
+
+_HOMES = {
+    "FlowerNetwork": "network",
+    "STRATEGIES": "server_app",
+    "TlsFiles": "tls",
+    "combine_counts": "hubs",
+    "federated_count": "hubs",
+    "federated_train_diabetes": "hubs",
+    "federated_validate": "hubs",
+    "make_self_signed_tls": "tls",
+    "start_hub_network": "hubs",
+    "train_table": "tabletrain",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(import_module(f"healthmesh.federation.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

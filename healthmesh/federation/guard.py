@@ -80,7 +80,7 @@ def _local_rows(context: Context) -> set[int]:
     return {int(n) for n in rows if int(n) > 2}  # type: ignore[union-attr]
 
 
-def _check_string(where: str, text: str, problems: list[str]) -> None:
+def _check_string(where: str, text: str, problems: list[str], rows: set[int]) -> None:
     stripped = text.strip()
     if stripped[:1] in "[{":
         try:
@@ -88,7 +88,7 @@ def _check_string(where: str, text: str, problems: list[str]) -> None:
         except ValueError:
             parsed = None
         if parsed is not None:
-            _check_json(where, parsed, problems, rows=set())
+            _check_json(where, parsed, problems, rows)
             return
     for label, pattern in _IDENTIFIER_VALUES:
         if pattern.search(text):
@@ -108,7 +108,7 @@ def _check_json(where: str, value: Any, problems: list[str], rows: set[int]) -> 
         for index, item in enumerate(value[:10_000]):
             _check_json(f"{where}[{index}]", item, problems, rows)
     elif isinstance(value, str):
-        _check_string(where, value, problems)
+        _check_string(where, value, problems, rows)
 
 
 def _check_array(where: str, array: np.ndarray, rows: set[int], problems: list[str]) -> None:

@@ -65,6 +65,10 @@ def local_train(
     Xb = np.hstack([X, np.ones((X.shape[0], 1))])
     penalty = np.full(w.shape, l2)
     penalty[-1] = 0.0  # the intercept is not penalised (as in scikit-learn)
+    # Gradient descent diverges when a step exceeds 2 / curvature; the log-loss curvature is at most
+    # a quarter of the largest eigenvalue of X'X/n, and the penalties add theirs.
+    curvature = 0.25 * float(np.linalg.eigvalsh(Xb.T @ Xb / n).max()) + l2 + proximal_mu
+    lr = min(lr, 1.0 / curvature) if curvature > 0 else lr
     for _ in range(steps):
         residual = _sigmoid(Xb @ w) - y
         gradient = Xb.T @ residual / n + penalty * w + proximal_mu * (w - start)
