@@ -56,7 +56,7 @@ _ADDRESS = re.compile(
     r"|[가-힣\d]+(?:로|길)\s?\d{1,4}(?:-\d{1,4})?(?:번길\s?\d{1,4})?"
 )
 _TITLED = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+[A-Z][a-zà-ÿ]+\d*(?:\s+[A-Z][a-zà-ÿ]+\d*)?")
-_WORD_PAIR = re.compile(r"\b([A-ZÀ-Ý][a-zà-ÿ]+)\d*\s+(?:[A-ZÀ-Ý][a-zà-ÿ]+\d*\s+)?([A-ZÀ-Ý][a-zà-ÿ]+)\d*\b")
+_CAPITALISED = re.compile(r"\b([A-ZÀ-Ý][a-zà-ÿ]+)\d*\b")
 _HANGUL_NAME = re.compile(
     r"(?<![가-힣])[김이박최정강조윤장임한오서신권황안송전홍유고문양손배백허남심노하곽성차주우구민류나진지엄채원천방공현][가-힣]{2}(?![가-힣])"
 )
@@ -202,14 +202,19 @@ def _name_findings(text: str) -> Iterator[Finding]:
     for m in _TITLED.finditer(text):
         spans.append(m.span())
         yield Finding("PERSON_NAME", _mask(m.group()), "high")
-    for m in _WORD_PAIR.finditer(text):
-        if any(s <= m.start() < e for s, e in spans):
+    words = list(_CAPITALISED.finditer(text))
+    used = -1
+    for i, first in enumerate(words):
+        if first.start() <= used or any(s <= first.start() < e for s, e in spans):
             continue
-        first, last = m.group(1).lower(), m.group(2).lower()
-        if first in given and last in surnames:
-            yield Finding("PERSON_NAME", _mask(m.group()), "high")
-        elif first in given or (last in surnames and first not in surnames):
-            continue  # one known part alone is too weak: "Lee Syndrome", "Grace Period"
+        # "Given Surname" or "Given Middle Surname", the words separated by spaces only.
+        for j in (i + 1, i + 2):
+            if j >= len(words) or text[words[j - 1].end() : words[j].start()].strip():
+                break
+            if first.group(1).lower() in given and words[j].group(1).lower() in surnames:
+                used = words[j].end()
+                yield Finding("PERSON_NAME", _mask(text[first.start() : used]), "high")
+                break
     for m in _HANGUL_NAME.finditer(text):
         yield Finding("PERSON_NAME", _mask(m.group()), "low")
 

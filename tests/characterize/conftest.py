@@ -13,9 +13,11 @@ from healthmesh.quality import insert_sample_population, load_cdm_csv
 
 @pytest.fixture(scope="session")
 def clean_cdm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clean") / "clean.duckdb"
-    with create_hub(str(path)) as db:
-        insert_sample_population(db, persons=30)
+    # One file per test session, shared by the quality, characterize and privacy tests.
+    path = tmp_path_factory.getbasetemp() / "hm-sample-30.duckdb"
+    if not path.exists():
+        with create_hub(str(path)) as db:
+            insert_sample_population(db, persons=30)
     return path
 
 
@@ -30,7 +32,8 @@ def clean_cdm(clean_cdm_file: Path, tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def eunomia_file(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb"
-    with create_hub(str(path)) as db:
-        load_cdm_csv(db, shared_data / "omop" / "eunomia-synthea27nj-cdm54")
+    path = tmp_path_factory.getbasetemp() / "hm-eunomia.duckdb"
+    if not path.exists():
+        with create_hub(str(path)) as db:
+            load_cdm_csv(db, shared_data / "omop" / "eunomia-synthea27nj-cdm54")
     return path

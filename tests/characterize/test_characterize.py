@@ -136,7 +136,7 @@ def test_catalog_holds_only_suppressed_aggregates(clean_cdm, tmp_path: Path) -> 
 def test_characterization_and_catalog_on_the_shared_synthea_cdm(eunomia_file: Path, tmp_path: Path) -> None:
     with connect(eunomia_file, read_only=True) as db:
         document = characterize(db, tmp_path, hub="eunomia")
-        entry = build_catalog(db, "eunomia", tmp_path)
+        entry = build_catalog(db, "eunomia", tmp_path, characterization=document)
     assert len(document["analyses"]) >= 30
     assert entry["person_count"] == 28
     assert not [n for n in _counts(document) + _counts(entry) if 0 < n < 5]
