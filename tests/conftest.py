@@ -27,3 +27,30 @@ def hub_db(tmp_path: Path):
     db = create_hub(str(tmp_path / "hub.duckdb"))
     yield db
     db.close()
+
+
+GENERATED_PATIENTS = 1500
+TEST_SECRET = b"healthmesh-test-secret-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def generated_hubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Hub CDMs (DuckDB files) of generated populations: gyeonggi and busan, built once per session.
+
+    Open them read-only (``connect(path, read_only=True)``) or copy them before changing them.
+    """
+    from healthmesh.ingest import build_synthetic_hub
+
+    root = tmp_path_factory.mktemp("generated-hubs")
+    hubs = {}
+    for seed, hub in enumerate(("gyeonggi", "busan"), start=1):
+        path = root / f"{hub}.duckdb"
+        build_synthetic_hub(path, hub, GENERATED_PATIENTS, seed, TEST_SECRET)
+        hubs[hub] = path
+    return hubs
+
+
+@pytest.fixture(scope="session")
+def generated_hub(generated_hubs: dict[str, Path]) -> Path:
+    """One generated hub CDM (gyeonggi, 1,500 people); open read-only or copy before changing it."""
+    return generated_hubs["gyeonggi"]

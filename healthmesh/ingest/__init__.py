@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from healthmesh.ingest.load import ingest_bundle, ingest_paths, report_path_for
 from healthmesh.ingest.report import IngestReport
+from healthmesh.ingest.synthetic_hub import build_synthetic_hub
 
-__all__ = ["IngestReport", "ingest_bundle", "ingest_paths", "report_path_for"]
+__all__ = ["IngestReport", "build_synthetic_hub", "ingest_bundle", "ingest_paths", "report_path_for"]

@@ -130,7 +130,7 @@ def _load_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> N
     create_stage(db)
     first = batch[0]
     if first.kind == "ndjson":
-        stage_ndjson_file(db, first.path)
+        stage_ndjson_file(db, first.path, first.first_type)
     elif first.kind == "synthea-csv":
         for file, resource_type, rows in stage_synthea_csv(db, first.path):
             report.add_counts(resource_type, rows, 0, rows, 0, 0)

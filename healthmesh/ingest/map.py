@@ -109,8 +109,16 @@ def _check(db: HubDatabase) -> None:
         """
     )
     # A resource sent twice in one load becomes one CDM row: keep its last copy.
+    duplicates = db.scalar(
+        "SELECT count(*) - count(DISTINCT (resource_type, rid)) FROM hm_checked WHERE status = 'loaded'"
+    )
+    dedupe = (
+        "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1"
+        if duplicates
+        else ""
+    )
     db.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE hm_ok AS
         SELECT c.*, m.concept_id, m.source_concept_id, m.domain_id,
                u.concept_id AS unit_concept_id, v.concept_id AS value_concept_id
@@ -121,7 +129,7 @@ def _check(db: HubDatabase) -> None:
         LEFT JOIN hm_code_system vs ON vs.system = c.value_system
         LEFT JOIN hm_concept_map v ON v.vocabulary_id = vs.vocabulary_id AND v.concept_code = c.value_code
         WHERE c.status = 'loaded'
-        QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1
+        {dedupe}
         """
     )
 
@@ -144,7 +152,7 @@ def _reference_tables(db: HubDatabase) -> None:
         "location",
         "location_id",
         f"""
-        SELECT DISTINCT {_ADDRESS_KEY} AS location_id, left(addr_city, 50) AS city, left(addr_state, 2) AS state,
+        SELECT DISTINCT {_ADDRESS_KEY} AS location_id, left(addr_city, 50) AS city, left(addr_state, 10) AS state,
                left(addr_postal, 3) AS zip, left(concat_ws('|', addr_state, addr_city, left(addr_postal, 3)), 50)
                AS location_source_value
         FROM hm_ok WHERE resource_type IN ('Patient', 'Organization', 'Location')

@@ -1,20 +1,24 @@
 -- SQL helpers for the mapping. ${salt} is the hub's key material, set per connection.
 CREATE OR REPLACE TEMP MACRO hm_key(kind, id) AS
     ('0x' || substr(md5(getvariable('hm_salt') || '|' || kind || '|' || id), 1, 15))::BIGINT;
+-- A reference to the id it points at: urn:uuid:X, Type/X, http://server/Type/X/_history/N, or a
+-- conditional Type?identifier=system|value (resolved later through hm_identifier_index).
 CREATE OR REPLACE TEMP MACRO hm_ref(r) AS CASE
     WHEN r IS NULL THEN NULL
     WHEN starts_with(r, 'urn:uuid:') THEN substr(r, 10)
     WHEN starts_with(r, 'urn:oid:') THEN substr(r, 9)
     WHEN contains(r, '?identifier=') THEN 'identifier:' || split_part(split_part(r, '?identifier=', 2), '|', -1)
-    WHEN regexp_matches(r, '[A-Z][A-Za-z]+/[^/]+(/_history/[^/]+)?$')
-        THEN regexp_extract(r, '([A-Z][A-Za-z]+)/([^/]+)(/_history/[^/]+)?$', 2)
-    ELSE r END;
--- FHIR date / dateTime / instant to a local TIMESTAMP; NULL when it is not one.
+    WHEN contains(r, '/_history/') THEN split_part(split_part(r, '/_history/', 1), '/', -1)
+    ELSE split_part(r, '/', -1) END;
+-- FHIR date / dateTime / instant to a local TIMESTAMP (the wall time as written); NULL when it is
+-- not one. The common full forms take a cheap path; partial dates (YYYY, YYYY-MM) are allowed.
 CREATE OR REPLACE TEMP MACRO hm_ts(x) AS CASE
-    WHEN x IS NULL OR length(x) > 40 THEN NULL
-    WHEN length(x) = 4 AND regexp_full_match(x, '[0-9]{4}') THEN make_timestamp(x::INT, 1, 1, 0, 0, 0)
-    WHEN length(x) = 7 THEN try_cast(x || '-01' AS TIMESTAMP)
+    WHEN x IS NULL THEN NULL
     WHEN length(x) = 10 THEN try_cast(x AS TIMESTAMP)
-    WHEN regexp_full_match(x, '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?')
+    WHEN length(x) BETWEEN 19 AND 35 AND substr(x, 11, 1) = 'T'
+         AND (length(x) = 19 OR substr(x, 20, 1) IN ('Z', '+', '-', '.'))
         THEN try_cast(replace(substr(x, 1, 19), 'T', ' ') AS TIMESTAMP)
+    WHEN length(x) = 16 AND substr(x, 11, 1) = 'T' THEN try_cast(replace(x, 'T', ' ') || ':00' AS TIMESTAMP)
+    WHEN length(x) = 7 THEN try_cast(x || '-01' AS TIMESTAMP)
+    WHEN length(x) = 4 THEN try_cast(x || '-01-01' AS TIMESTAMP)
     ELSE NULL END;

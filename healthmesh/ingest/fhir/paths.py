@@ -7,7 +7,7 @@ per resource. ``FIELD`` gives each element's position in the extracted list.
 
 from __future__ import annotations
 
-__all__ = ["FIELD", "PATHS"]
+__all__ = ["FIELD", "PATHS", "TYPE_FIELDS", "fields_for"]
 
 PATHS: tuple[tuple[str, str], ...] = (
     ("resource_type", "$.resourceType"),
@@ -81,3 +81,113 @@ PATHS: tuple[tuple[str, str], ...] = (
 )
 
 FIELD: dict[str, int] = {name: i + 1 for i, (name, _) in enumerate(PATHS)}  # DuckDB lists are 1-based
+
+_CODE = ("code_system", "code", "code_display", "code_text")
+_SUBJECT = ("subject", "encounter")
+
+# The elements each mapped type uses: a file of one type is read with only these paths.
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "Patient": (
+        "gender",
+        "birth_date",
+        "deceased_at",
+        "deceased_flag",
+        "race",
+        "addr_state",
+        "addr_city",
+        "addr_postal",
+    ),
+    "Organization": (
+        "type_system",
+        "type_code",
+        "type_display",
+        "org_name",
+        "addr_state",
+        "addr_city",
+        "addr_postal",
+        "identifier_system",
+        "identifier_value",
+    ),
+    "Practitioner": ("gender", "identifier_system", "identifier_value"),
+    "Location": ("org_name", "loc_state", "loc_city", "loc_postal"),
+    "Encounter": (
+        "subject",
+        "type_system",
+        "type_code",
+        "type_display",
+        "period_start",
+        "period_end",
+        "visit_class",
+        "service_provider",
+        "participant",
+    ),
+    "Condition": (*_SUBJECT, *_CODE, "onset", "abatement", "recorded"),
+    "Observation": (
+        *_SUBJECT,
+        *_CODE,
+        "effective",
+        "effective_start",
+        "effective_end",
+        "issued",
+        "value_num",
+        "value_unit_code",
+        "value_unit",
+        "value_cc_system",
+        "value_cc_code",
+        "value_cc_display",
+        "value_string",
+        "category",
+        "performer",
+        "component",
+    ),
+    "MedicationRequest": (*_SUBJECT, "med_system", "med_code", "med_display", "authored", "requester"),
+    "MedicationAdministration": (
+        "subject",
+        "context",
+        "med_system",
+        "med_code",
+        "med_display",
+        "effective",
+        "effective_start",
+        "effective_end",
+        "performer_actor",
+    ),
+    "MedicationStatement": (
+        "subject",
+        "context",
+        "med_system",
+        "med_code",
+        "med_display",
+        "effective",
+        "effective_start",
+        "effective_end",
+    ),
+    "Immunization": (
+        "patient",
+        "encounter",
+        "vaccine_system",
+        "vaccine_code",
+        "vaccine_display",
+        "occurrence",
+        "performer_actor",
+    ),
+    "Procedure": (*_SUBJECT, *_CODE, "performed", "performed_start", "performed_end", "performer_actor"),
+    "AllergyIntolerance": ("patient", "encounter", *_CODE, "onset", "recorded", "recorder"),
+    "Device": ("patient", "device_system", "device_code", "device_display", "manufactured"),
+    "DiagnosticReport": (
+        *_SUBJECT,
+        *_CODE,
+        "effective",
+        "effective_start",
+        "effective_end",
+        "issued",
+        "performer",
+    ),
+}
+
+
+def fields_for(resource_type: str | None) -> tuple[str, ...]:
+    """The path names to extract for a file whose records are of ``resource_type`` (all when unknown)."""
+    if resource_type in TYPE_FIELDS:
+        return ("resource_type", "id", *TYPE_FIELDS[resource_type])
+    return tuple(name for name, _ in PATHS)

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.ingest.fhir.paths import FIELD, PATHS
+from healthmesh.ingest.fhir.paths import PATHS, fields_for
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -39,15 +39,24 @@ _START_FIELDS = (
 _END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
 
 
-def _f(name: str) -> str:
-    return f"f[{FIELD[name]}]"
+_ALL_NAMES = tuple(name for name, _ in PATHS)
 
 
-def _coded(prefix_by_type: dict[str, str], default: str, part: str) -> str:
-    cases = " ".join(
-        f"WHEN '{rt}' THEN {_f(f'{p}_{part}' if p else part)}" for rt, p in prefix_by_type.items()
-    )
-    return f"CASE f[1] {cases} ELSE {_f(f'{default}_{part}' if default else part)} END"
+class _Fields:
+    """Positions of the extracted elements in the list ``f``; absent elements read as NULL."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.position = {name: i + 1 for i, name in enumerate(names)}  # DuckDB lists are 1-based
+
+    def __call__(self, name: str) -> str:
+        return f"f[{self.position[name]}]" if name in self.position else "NULL"
+
+    def paths(self) -> str:
+        lookup = dict(PATHS)
+        return "[" + ", ".join(f"'{lookup[n]}'" for n in self.position) + "]"
+
+
+_f = _Fields(_ALL_NAMES)
 
 
 _CODE_SOURCE = {
@@ -61,14 +70,14 @@ _CODE_SOURCE = {
 }
 
 
-def _code_expr(part: str) -> str:
+def _code_expr(_f: _Fields, part: str) -> str:
     # code/code_system/code_display: the coded element that names what the resource is about.
     cases = " ".join(f"WHEN '{rt}' THEN {_f(f'{p}_{part}')}" for rt, p in _CODE_SOURCE.items())
     own = _f("code" if part == "code" else f"code_{part}")
     return f"CASE f[1] {cases} ELSE {own} END"
 
 
-def _select_from_extracted() -> str:
+def _select_from_extracted(_f: _Fields = _f) -> str:
     start = "coalesce(" + ", ".join(_f(n) for n, _ in _START_FIELDS) + ")"
     start_field = (
         "CASE " + " ".join(f"WHEN {_f(n)} IS NOT NULL THEN '{label}'" for n, label in _START_FIELDS) + " END"
@@ -81,8 +90,8 @@ def _select_from_extracted() -> str:
         coalesce({_f("participant")}, {_f("requester")}, {_f("performer_actor")}, {_f("performer")},
                  {_f("recorder")}) AS provider_ref,
         {_f("service_provider")} AS care_site_ref,
-        {_code_expr("system")} AS code_system, {_code_expr("code")} AS code,
-        coalesce({_code_expr("display")}, {_f("code_text")}) AS code_display,
+        {_code_expr(_f, "system")} AS code_system, {_code_expr(_f, "code")} AS code,
+        coalesce({_code_expr(_f, "display")}, {_f("code_text")}) AS code_display,
         {start} AS start_raw, {end} AS end_raw, {start_field} AS start_field,
         {_f("value_num")} AS value_num_raw, coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
         {_f("value_cc_system")} AS value_system, {_f("value_cc_code")} AS value_code,
@@ -99,7 +108,6 @@ def _select_from_extracted() -> str:
     """
 
 
-_PATH_LIST = "[" + ", ".join(f"'{p}'" for _, p in PATHS) + "]"
 _INVALID_JSON = "not valid JSON (truncated, binary, not UTF-8, or a record over 16 MB)"
 
 
@@ -111,21 +119,42 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def stage_ndjson_file(db: HubDatabase, path: Path) -> None:
-    """One Bulk Data NDJSON file (plain or gzip); each non-blank line is a record."""
+def stage_ndjson_file(db: HubDatabase, path: Path, resource_type: str | None = None) -> None:
+    """One Bulk Data NDJSON file (plain or gzip); each non-blank line is a record.
+
+    A file of one resource type (as ``$export`` writes them) is read with only that type's paths;
+    lines of another type are read again with all paths.
+    """
+    fields = _Fields(fields_for(resource_type))
+    _stage_ndjson(db, path, fields, "")
+    others = (
+        f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
+    )
+    partial = len(fields.position) < len(_ALL_NAMES)
+    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE file = ? AND {others}", [str(path)]):
+        db.execute(
+            f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE file = ? AND {others}",
+            [str(path)],
+        )
+        db.execute(f"DELETE FROM hm_stage WHERE file = ? AND {others}", [str(path)])
+        _stage_ndjson(db, path, _Fields(_ALL_NAMES), "WHERE ordinality IN (SELECT rec FROM hm_again)")
+    _expand_components(db)
+
+
+def _stage_ndjson(db: HubDatabase, path: Path, fields: _Fields, where: str) -> None:
     db.execute(
         f"""
         INSERT INTO hm_stage BY NAME
-        SELECT {_select_from_extracted()} FROM (
+        SELECT {_select_from_extracted(fields)} FROM (
             SELECT {_sql_str(str(path))} AS file, ordinality AS rec, NULL::BIGINT AS entry,
                    CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)} END AS parse_error,
-                   json_extract_string(json, {_PATH_LIST}) AS f
+                   json_extract_string(json, {fields.paths()}) AS f
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
                                    maximum_object_size={MAX_RECORD_BYTES}) WITH ORDINALITY
+            {where}
         )
         """
     )
-    _expand_components(db)
 
 
 def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
@@ -190,7 +219,7 @@ def _stage_docs(db: HubDatabase) -> None:
         f"""
         INSERT INTO hm_stage BY NAME
         SELECT {_select_from_extracted()} FROM (
-            SELECT file, 1 AS rec, entry, parse_error, json_extract_string(res, {_PATH_LIST}) AS f
+            SELECT file, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
             FROM (
                 SELECT file, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
                 FROM hm_docs WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
