@@ -19,7 +19,14 @@ import scipy.sparse as sp
 from healthmesh.cdm import HubDatabase
 from healthmesh.risk.tasks import FeatureSettings
 
-__all__ = ["build_features", "feature_sql", "load_rows", "resolve_value_keys"]
+__all__ = [
+    "build_features",
+    "collect_features",
+    "feature_sql",
+    "load_rows",
+    "prepare_features",
+    "resolve_value_keys",
+]
 
 _DOMAIN_COLUMNS = {
     "condition": ("condition_occurrence", "condition_concept_id", "condition_start_date", None),
@@ -132,6 +139,36 @@ def load_rows(db: HubDatabase, rows: pd.DataFrame) -> None:
         db.con.unregister("hm_rows_frame")
 
 
+def prepare_features(db: HubDatabase, settings: FeatureSettings, names: Sequence[str] | None = None) -> None:
+    """Create the lookup tables the feature SQL reads: ``hm_value_keys`` and, for known columns, ``hm_feat_index``."""
+    keys = resolve_value_keys(db, settings)
+    db.con.register("hm_value_keys_frame", keys)
+    try:
+        db.con.execute("CREATE OR REPLACE TEMP TABLE hm_value_keys AS SELECT * FROM hm_value_keys_frame")
+    finally:
+        db.con.unregister("hm_value_keys_frame")
+    if names is not None:
+        index = pd.DataFrame({"name": list(names), "col": np.arange(len(names), dtype=np.int64)})
+        db.con.register("hm_feat_index_frame", index)
+        try:
+            db.con.execute("CREATE OR REPLACE TEMP TABLE hm_feat_index AS SELECT * FROM hm_feat_index_frame")
+        finally:
+            db.con.unregister("hm_feat_index_frame")
+
+
+def collect_features(
+    db: HubDatabase, settings: FeatureSettings, n_rows: int, n_columns: int
+) -> sp.csr_matrix:
+    """One query: the feature SQL over ``hm_rows`` joined to ``hm_feat_index`` (see ``prepare_features``)."""
+    cells = db.con.execute(
+        f"SELECT f.row_id, i.col, f.value FROM ({feature_sql(settings)}) f JOIN hm_feat_index i ON i.name = f.name"
+    ).fetchnumpy()
+    return sp.csr_matrix(
+        (np.asarray(cells["value"], dtype=float), (np.asarray(cells["row_id"]), np.asarray(cells["col"]))),
+        shape=(n_rows, n_columns),
+    )
+
+
 def build_features(
     db: HubDatabase,
     settings: FeatureSettings,
@@ -143,31 +180,25 @@ def build_features(
     With ``names`` None the columns are every covariate seen in at least ``settings.min_persons`` rows
     (training); otherwise exactly ``names``, in order (validation and scoring: unseen covariates drop out).
     """
-    keys = resolve_value_keys(db, settings)
-    db.con.register("hm_value_keys_frame", keys)
-    try:
-        db.con.execute("CREATE OR REPLACE TEMP TABLE hm_value_keys AS SELECT * FROM hm_value_keys_frame")
-    finally:
-        db.con.unregister("hm_value_keys_frame")
+    if names is not None:
+        prepare_features(db, settings, names)
+        return collect_features(db, settings, n_rows, len(names)), list(names)
+    prepare_features(db, settings)
     db.con.execute(f"CREATE OR REPLACE TEMP TABLE hm_feat_long AS {feature_sql(settings)}")
-    if names is None:
-        names = [
-            row[0]
-            for row in db.con.execute(
-                "SELECT name FROM hm_feat_long GROUP BY name HAVING count(DISTINCT row_id) >= ? ORDER BY name",
-                [int(settings.min_persons)],
-            ).fetchall()
-        ]
-    index = pd.DataFrame({"name": list(names), "col": np.arange(len(names), dtype=np.int64)})
-    db.con.register("hm_feat_index_frame", index)
-    try:
-        cells = db.con.execute(
-            "SELECT f.row_id, i.col, f.value FROM hm_feat_long f JOIN hm_feat_index_frame i ON i.name = f.name"
-        ).fetchnumpy()
-    finally:
-        db.con.unregister("hm_feat_index_frame")
+    learned = [
+        row[0]
+        for row in db.con.execute(
+            "SELECT name FROM hm_feat_long GROUP BY name HAVING count(DISTINCT row_id) >= ? ORDER BY name",
+            [int(settings.min_persons)],
+        ).fetchall()
+    ]
+    prepare_features(db, settings, learned)
+    cells = db.con.execute(
+        "SELECT f.row_id, i.col, f.value FROM hm_feat_long f JOIN hm_feat_index i ON i.name = f.name"
+    ).fetchnumpy()
+    db.con.execute("DROP TABLE IF EXISTS hm_feat_long")
     matrix = sp.csr_matrix(
         (np.asarray(cells["value"], dtype=float), (np.asarray(cells["row_id"]), np.asarray(cells["col"]))),
-        shape=(n_rows, len(names)),
+        shape=(n_rows, len(learned)),
     )
-    return matrix, list(names)
+    return matrix, learned

@@ -8,6 +8,7 @@ into a scratch in-memory CDM (the ingest domain's mapping), and ``hm_rows`` hold
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 
 from healthmesh.cdm import HubDatabase, create_hub
 from healthmesh.errors import ModelError
-from healthmesh.risk.features import build_features, load_rows
+from healthmesh.risk.features import build_features, collect_features, load_rows, prepare_features
 from healthmesh.risk.modelfile import SafeModel
 from healthmesh.risk.registry import load_registered
 from healthmesh.risk.tasks import load_task
@@ -105,13 +106,10 @@ def _concept_of(feature: str) -> str:
     return parts[1].split("=")[0] if len(parts) > 1 else ""
 
 
-def _explain(frozen: SafeModel, matrix: Any, db: HubDatabase, top: int) -> list[dict[str, Any]]:
-    contributions = frozen.contributions(matrix)[0]
-    values = np.asarray(matrix.toarray()).ravel()
-    order = [i for i in np.argsort(-np.abs(contributions)) if contributions[i] != 0][:top]
-    concepts = [_concept_of(frozen.feature_names[i]) for i in order]
-    ids = {int(c) for c in concepts if c.isdigit()}
-    names = (
+def _descriptions(db: HubDatabase, features: list[str]) -> dict[str, str]:
+    """Concept names for feature names (``condition:201826:365d`` -> Type 2 diabetes mellitus)."""
+    ids = {int(c) for c in map(_concept_of, features) if c.isdigit()}
+    by_id = (
         dict(
             db.rows(
                 f"SELECT concept_id, concept_name FROM concept WHERE concept_id IN ({', '.join(map(str, ids))})"
@@ -120,33 +118,35 @@ def _explain(frozen: SafeModel, matrix: Any, db: HubDatabase, top: int) -> list[
         if ids
         else {}
     )
-    codes = [
-        frozen.feature_names[i].split(":", 2)[1:]
-        for i in order
-        if frozen.feature_names[i].startswith("value:")
-    ]
-    for vocabulary, code in (c for c in codes if len(c) == 2):
-        found = db.rows(
-            "SELECT concept_name FROM concept WHERE vocabulary_id = ? AND concept_code = ?",
-            [vocabulary, code],
-        )
-        if found:
-            names[f"{vocabulary}:{code}"] = found[0][0]
-    out = []
-    for i in order:
-        feature = frozen.feature_names[i]
+    out: dict[str, str] = {}
+    for feature in features:
         concept = _concept_of(feature)
-        out.append(
-            {
-                "feature": feature,
-                "description": str(
-                    names.get(int(concept) if concept.isdigit() else feature[len("value:") :], "")
-                ),
-                "value": float(values[i]),
-                "contribution": float(contributions[i]),
-            }
-        )
+        if concept.isdigit() and int(concept) in by_id:
+            out[feature] = str(by_id[int(concept)])
+        elif feature.startswith("value:") and feature.count(":") == 2:
+            _, vocabulary, code = feature.split(":")
+            found = db.rows(
+                "SELECT concept_name FROM concept WHERE vocabulary_id = ? AND concept_code = ?",
+                [vocabulary, code],
+            )
+            if found:
+                out[feature] = str(found[0][0])
     return out
+
+
+def _explain(frozen: SafeModel, matrix: Any, descriptions: dict[str, str], top: int) -> list[dict[str, Any]]:
+    contributions = frozen.contributions(matrix)[0]
+    values = np.asarray(matrix.toarray()).ravel()
+    order = [i for i in np.argsort(-np.abs(contributions)) if contributions[i] != 0][:top]
+    return [
+        {
+            "feature": frozen.feature_names[i],
+            "description": descriptions.get(frozen.feature_names[i], ""),
+            "value": float(values[i]),
+            "contribution": float(contributions[i]),
+        }
+        for i in order
+    ]
 
 
 def score_person(
@@ -163,7 +163,7 @@ def score_person(
         "risk": float(frozen.predict_proba(matrix)[0]),
         "task": frozen.meta.get("task", {}).get("name"),
         "model_id": frozen.meta.get("model_id"),
-        "top_features": _explain(frozen, matrix, db, top),
+        "top_features": _explain(frozen, matrix, _descriptions(db, frozen.feature_names), top),
     }
 
 
@@ -187,19 +187,23 @@ def _bundle_dict(bundle: dict[str, Any] | str | Path) -> dict[str, Any]:
 
 
 class BundleScorer:
-    """Scores one patient's FHIR Bundle with a frozen CDM model, keeping a scratch CDM warm."""
+    """Scores one patient's FHIR Bundle with a frozen CDM model, keeping a scratch CDM warm.
+
+    The lookup tables of the feature SQL and the names of the model's concepts are prepared once;
+    each request then costs the ingest of the Bundle plus one feature query.
+    """
 
     def __init__(
         self, model: SafeModel | Path | str, *, registry: Path | None = None, secret_key: bytes | str = b""
     ) -> None:
         self.model = _model(model, registry)
-        self.secret_key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
-        if not self.secret_key:
-            # A scratch CDM lives for one request; a per-process random key keeps its pseudonyms unlinkable.
-            import secrets
-
-            self.secret_key = secrets.token_bytes(32)
+        key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
+        # A scratch CDM lives for one request; a per-process random key keeps its pseudonyms unlinkable.
+        self.secret_key = key or secrets.token_bytes(32)
+        self.settings = load_task(self.model.meta["task"]).features
         self.db = create_hub(":memory:")
+        prepare_features(self.db, self.settings, self.model.feature_names)
+        self.descriptions = _descriptions(self.db, self.model.feature_names)
 
     def close(self) -> None:
         self.db.close()
@@ -213,11 +217,16 @@ class BundleScorer:
                 "scoring a Bundle needs healthmesh.ingest.ingest_bundle, which is not installed"
             ) from error
         document = _bundle_dict(bundle)
-        existing = {row[0] for row in self.db.rows("SELECT table_name FROM information_schema.tables")}
-        for table in _PATIENT_TABLES:
-            if table in existing:
-                self.db.con.execute(f"DELETE FROM {table}")
-        ingest_bundle(self.db, document, hub="scratch", secret_key=self.secret_key)
+        filled = self.db.rows(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND estimated_size > 0 "
+            f"AND table_name IN ({', '.join(repr(t) for t in _PATIENT_TABLES)})"
+        )
+        for (table,) in filled:
+            self.db.con.execute(f"DELETE FROM {table}")
+        report = ingest_bundle(self.db, json.dumps(document), hub="scratch", secret_key=self.secret_key)
+        if not getattr(report, "committed", True):
+            reasons = "; ".join(str(r.get("reason")) for r in getattr(report, "rejections", [])[:3])
+            raise ModelError(f"the Bundle could not be loaded: {reasons or 'rejected by ingest'}")
         people = [row[0] for row in self.db.rows("SELECT person_id FROM person")]
         if len(people) != 1:
             raise ModelError(f"the Bundle must hold exactly one patient; it held {len(people)}")
@@ -227,10 +236,22 @@ class BundleScorer:
         self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
     ) -> dict[str, Any]:
         """Risk and top contributing features for the patient in ``bundle``."""
-        person_id = self.load(bundle)
-        result = score_person(self.db, self.model, person_id, as_of, top)
-        result.pop("person_id")
-        return result
+        self.load(bundle)
+        self.db.con.execute(
+            "CREATE OR REPLACE TEMP TABLE hm_rows AS SELECT CAST(0 AS BIGINT) AS row_id, p.person_id, "
+            "CAST(coalesce(CAST(? AS DATE), max(op.observation_period_end_date), current_date) AS DATE) AS index_date "
+            "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id GROUP BY p.person_id",
+            [as_of],
+        )
+        index_date = self.db.scalar("SELECT index_date FROM hm_rows")
+        matrix = collect_features(self.db, self.settings, 1, len(self.model.feature_names))
+        return {
+            "index_date": str(index_date),
+            "risk": float(self.model.predict_proba(matrix)[0]),
+            "task": self.model.meta.get("task", {}).get("name"),
+            "model_id": self.model.meta.get("model_id"),
+            "top_features": _explain(self.model, matrix, self.descriptions, top),
+        }
 
 
 def score_bundle(
