@@ -1,0 +1,89 @@
+"""One patient's features are the same whether built in the batch or from that patient's FHIR Bundle."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from healthmesh.cdm import HubDatabase, connect, create_hub
+from healthmesh.risk import BundleScorer, load_task, score_person, train_task
+from healthmesh.risk.features import build_features, load_rows
+
+from .bundles import patient_bundle
+
+ingest = pytest.importorskip("healthmesh.ingest")
+synth = pytest.importorskip("healthmesh.ingest.synth")
+
+KEY = b"k" * 32
+AS_OF = date(2024, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small hub made by the platform's generator and ingest, and its Bulk NDJSON."""
+    folder = tmp_path_factory.mktemp("generated")
+    synth.generate_population("busan", 30, 7, folder / "ndjson")
+    db = create_hub(str(folder / "busan.duckdb"))
+    ingest.ingest_paths(db, [folder / "ndjson"], "busan", KEY)
+    db.close()
+    return folder / "busan.duckdb", folder / "ndjson"
+
+
+def _named(db: HubDatabase, person_ids: list[int]) -> dict[int, dict[str, float]]:
+    settings = load_task("t2dm-3y").features.model_copy(update={"min_persons": 1})
+    rows = db.df("SELECT person_id FROM person ORDER BY person_id")
+    rows = rows[rows["person_id"].isin(person_ids)].reset_index(drop=True)
+    rows.insert(0, "row_id", np.arange(len(rows)))
+    rows["index_date"] = AS_OF
+    load_rows(db, rows)
+    matrix, names = build_features(db, settings, len(rows))
+    dense = matrix.toarray()
+    return {
+        int(pid): {names[j]: float(dense[i, j]) for j in np.flatnonzero(dense[i])}
+        for i, pid in enumerate(rows["person_id"])
+    }
+
+
+@pytest.mark.parametrize("index", [0, 5, 17])
+def test_features_identical_in_batch_and_from_bundle(generated: tuple[Path, Path], index: int) -> None:
+    hub_path, ndjson = generated
+    _, bundle = patient_bundle(ndjson, index)
+    scratch = create_hub(":memory:")
+    report = ingest.ingest_bundle(scratch, json.dumps(bundle), hub="busan", secret_key=KEY)
+    assert report.committed
+    (person_id,) = [row[0] for row in scratch.rows("SELECT person_id FROM person")]
+    single = _named(scratch, [person_id])[person_id]
+    with connect(hub_path, read_only=True) as db:
+        everyone = [row[0] for row in db.rows("SELECT person_id FROM person")]
+        batch = _named(db, everyone)[person_id]
+    scratch.close()
+    assert len(single) > 5
+    assert single == batch
+
+
+def test_bundle_score_equals_batch_score(
+    generated: tuple[Path, Path], toy_hubs: dict[str, Path], tmp_path: Path
+) -> None:
+    with connect(toy_hubs["gyeonggi"], read_only=True) as db:
+        train_task(db, "t2dm-3y", tmp_path / "model", models=["logistic-l1"])
+    hub_path, ndjson = generated
+    scorer = BundleScorer(tmp_path / "model")
+    try:
+        for index in (1, 2):
+            _, bundle = patient_bundle(ndjson, index)
+            from_bundle = scorer.score(bundle, as_of=AS_OF)
+            # The scorer's own random key gives other person ids; the risk must not change.
+            scratch = create_hub(":memory:")
+            ingest.ingest_bundle(scratch, json.dumps(bundle), hub="busan", secret_key=KEY)
+            (person_id,) = [row[0] for row in scratch.rows("SELECT person_id FROM person")]
+            scratch.close()
+            with connect(hub_path, read_only=True) as db:
+                from_batch = score_person(db, tmp_path / "model", person_id, AS_OF)
+            np.testing.assert_allclose(from_bundle["risk"], from_batch["risk"], rtol=1e-12)
+            assert from_bundle["top_features"] == from_batch["top_features"]
+    finally:
+        scorer.close()
