@@ -4,10 +4,11 @@ It mirrors ``healthmesh.risk.tables.make_preprocessor`` (numeric: impute the med
 standardise; categorical: impute the most frequent value, then one-hot), fitted on the pooled
 training rows of all hubs, but from what each hub sends:
 
-- per numeric column: present and missing counts, sum, sum of squares, and 19 quantiles
-  (5 % ... 95 %; sent only when the hub has at least ``QUANTILE_MIN_ROWS`` values). The pooled median
-  is read off the mixture of the hubs' quantile curves; mean and variance after imputation follow
-  exactly from the sums.
+- per numeric column: present and missing counts, sum, sum of squares, and either a frequency
+  table (a coded column with at most ``DISCRETE_MAX_VALUES`` values; cells under the minimum size left
+  out) or 19 quantiles (5 % ... 95 %; sent only when the hub has at least ``QUANTILE_MIN_ROWS``
+  values). The pooled median is read off the mixture of the hubs' distributions; mean and variance
+  after imputation follow exactly from the sums.
 - per categorical column: the count of each category, cells under the minimum size left out (so a
   rare category is unknown to the model, which one-hot encodes it as all zeros).
 
@@ -36,6 +37,7 @@ __all__ = [
 
 QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 QUANTILE_MIN_ROWS = 20
+DISCRETE_MAX_VALUES = 10
 
 
 def summarise_columns(X: pd.DataFrame, min_cell: int = 5) -> dict[str, Any]:
@@ -47,15 +49,22 @@ def summarise_columns(X: pd.DataFrame, min_cell: int = 5) -> dict[str, Any]:
         present = series.dropna()
         if pd.api.types.is_numeric_dtype(series):
             values = present.to_numpy(dtype=np.float64)
-            numeric[str(column)] = {
+            distinct = np.unique(values)
+            summary: dict[str, Any] = {
                 "present": int(values.size),
                 "missing": int(series.isna().sum()),
                 "sum": float(values.sum()),
                 "sumsq": float(np.square(values).sum()),
-                "quantiles": (
-                    np.quantile(values, QUANTILE_LEVELS).tolist() if values.size >= QUANTILE_MIN_ROWS else []
-                ),
+                "quantiles": [],
+                "value_counts": {},
             }
+            if distinct.size <= DISCRETE_MAX_VALUES:
+                # A coded column (sex, chest-pain type): a frequency table, small cells left out.
+                counts = pd.Series(values).value_counts()
+                summary["value_counts"] = {repr(float(v)): int(c) for v, c in counts.items() if c >= min_cell}
+            elif values.size >= QUANTILE_MIN_ROWS:
+                summary["quantiles"] = np.quantile(values, QUANTILE_LEVELS).tolist()
+            numeric[str(column)] = summary
         else:
             counts = present.astype(str).value_counts()
             kept = {str(k): int(v) for k, v in counts.items() if v >= min_cell}
@@ -118,17 +127,36 @@ class AgreedPreprocessor:
         return np.hstack(blocks) if blocks else np.zeros((n, 0))
 
 
+def _site_cdf(part: Mapping[str, Any], grid: np.ndarray) -> np.ndarray | None:
+    """A hub's cumulative distribution on ``grid``, from its frequency table or its quantile curve."""
+    if part.get("value_counts"):
+        values = np.array([float(v) for v in part["value_counts"]])
+        counts = np.array(list(part["value_counts"].values()), dtype=np.float64)
+        return np.array([counts[values <= x].sum() for x in grid]) / counts.sum()
+    if part.get("quantiles"):
+        q = np.asarray(part["quantiles"], dtype=np.float64)
+        levels = np.asarray(QUANTILE_LEVELS)
+        # Tied quantiles: keep the highest level of each value (a right-continuous step).
+        q_unique, last = np.unique(q[::-1], return_index=True)
+        return np.interp(grid, q_unique, levels[::-1][last], left=0.0, right=1.0)
+    return None
+
+
 def _pooled_median(parts: Sequence[Mapping[str, Any]]) -> float:
-    """The median of the mixture of the hubs' quantile curves (weighted by their counts)."""
-    curves = [(p["present"], np.asarray(p["quantiles"], dtype=np.float64)) for p in parts if p["quantiles"]]
-    if not curves:
-        # No hub has enough values for a quantile curve: fall back to the pooled mean.
+    """The median of the count-weighted mixture of the hubs' distributions."""
+    points = [float(v) for p in parts for v in p.get("value_counts", {})]
+    points += [float(v) for p in parts for v in p.get("quantiles", [])]
+    if not points:
+        # No hub released a distribution: fall back to the pooled mean.
         present = sum(p["present"] for p in parts)
         return float(sum(p["sum"] for p in parts) / present) if present else 0.0
-    levels = np.asarray(QUANTILE_LEVELS)
-    grid = np.unique(np.concatenate([q for _, q in curves]))
-    total = sum(n for n, _ in curves)
-    cdf = sum(n * np.interp(grid, q, levels, left=0.0, right=1.0) for n, q in curves) / total
+    grid = np.unique(points)
+    weighted = [(p["present"], cdf) for p in parts if (cdf := _site_cdf(p, grid)) is not None]
+    total = sum(n for n, _ in weighted)
+    cdf = sum(n * c for n, c in weighted) / total
+    if all(p.get("value_counts") for p in parts if p["present"]):
+        # Coded values: the median is one of them (the smallest whose cumulative share reaches half).
+        return float(grid[np.searchsorted(cdf, 0.5 - 1e-12)])
     return float(np.interp(0.5, cdf, grid)) if cdf[-1] > cdf[0] else float(grid[0])
 
 
