@@ -87,14 +87,16 @@ def _result(
 def run_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[CheckResult]:
     """Run ``checks`` grouped by source; a failing batch falls back to one query per check."""
     results: list[CheckResult] = []
-    by_source: dict[str, list[Check]] = defaultdict(list)
+    # One query per table and check type: wide enough to batch hundreds of checks, narrow enough
+    # that DuckDB plans each join and subquery well (one query per table was 5x slower at 100k persons).
+    by_source: dict[tuple[str, str], list[Check]] = defaultdict(list)
     for c in checks:
         if any(t not in present for t in (c.table, *c.needs)):
             results.append(_result(c, None, None, error="not applicable: a table it reads is missing"))
         else:
-            by_source[c.source].append(c)
-    sizes = db.table_counts(sorted({source.split()[0] for source in by_source}))
-    for source, group in by_source.items():
+            by_source[(c.source, c.check)].append(c)
+    sizes = db.table_counts(sorted({source.split()[0] for source, _ in by_source}))
+    for (source, _), group in by_source.items():
         if sizes.get(source.split()[0]) == 0:
             results += [_result(c, 0, 0) for c in group]  # an empty table has nothing to violate
             continue
