@@ -72,3 +72,30 @@ def build_ili_hub(path: Path, regions: dict[str, float], weeks: int = 110, start
 @pytest.fixture
 def ili_hub(tmp_path: Path) -> Path:
     return build_ili_hub(tmp_path / "gwangju.duckdb", {"KR-29": 60.0, "KR-41": 150.0})
+
+
+def write_flusight_target(
+    path: Path, weeks: int = 120, locations: tuple[str, ...] = ("01", "02", "US")
+) -> Path:
+    """A FluSight-style target file (quoted fields, weekly Saturdays) with seasonal counts."""
+    ds = pd.date_range("2021-10-02", periods=weeks, freq="7D")
+    frames = []
+    for i, loc in enumerate(locations):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": ds.strftime("%Y-%m-%d"),
+                    "location": loc,
+                    "location_name": f"place {loc}",
+                    "value": seasonal_counts(weeks, 300.0 * (i + 1), 2 * i, seed=10 + i).astype(int),
+                    "weekly_rate": 0.0,
+                }
+            )
+        )
+    pd.concat(frames).to_csv(path, index=False, quoting=1)
+    return path
+
+
+@pytest.fixture
+def flusight_file(tmp_path: Path) -> Path:
+    return write_flusight_target(tmp_path / "target-hospital-admissions.csv")
