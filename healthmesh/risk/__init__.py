@@ -17,7 +17,7 @@ from healthmesh.risk.learners import DEFAULT_MODELS, MODEL_NAMES
 from healthmesh.risk.metrics import METRIC_KEYS, evaluate, evaluate_groups
 from healthmesh.risk.modelfile import SafeModel, load_model, save_model
 from healthmesh.risk.registry import list_entries, load_registered, register
-from healthmesh.risk.scoring import BundleScorer, score_batch, score_bundle, score_person
+from healthmesh.risk.scoring import BundleScorer, PersonScorer, score_batch, score_bundle, score_person
 from healthmesh.risk.tables import TableData, make_preprocessor, read_table
 from healthmesh.risk.tasks import Task, builtin_tasks, load_task
 from healthmesh.risk.train import train_task, validate_cdm
@@ -27,6 +27,7 @@ __all__ = [
     "METRIC_KEYS",
     "MODEL_NAMES",
     "BundleScorer",
+    "PersonScorer",
     "SafeModel",
     "TableData",
     "Task",

@@ -113,7 +113,12 @@ class SafeModel:
 
     def predict_proba(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:
         """Predicted risk of the outcome for each row."""
-        eta = self.linear_predictor(self.design(data))
+        if self.kind == "logistic" and self.input_kind == "sparse" and not isinstance(data, pd.DataFrame):
+            # Fold the max-abs scaling into the coefficients: one sparse mat-vec, no scaled copy.
+            weights = np.asarray(self.coef) / np.asarray(self.preprocessing["sparse"]["scale"])
+            eta = np.asarray(sp.csr_matrix(data) @ weights).ravel() + self.intercept
+        else:
+            eta = self.linear_predictor(self.design(data))
         return 1.0 / (1.0 + np.exp(-eta))
 
     def contributions(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:

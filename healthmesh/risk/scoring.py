@@ -23,7 +23,7 @@ from healthmesh.risk.modelfile import SafeModel
 from healthmesh.risk.registry import load_registered
 from healthmesh.risk.tasks import load_task
 
-__all__ = ["BundleScorer", "person_features", "score_batch", "score_bundle", "score_person"]
+__all__ = ["BundleScorer", "PersonScorer", "person_features", "score_batch", "score_bundle", "score_person"]
 
 # Tables that hold one patient's data in the scratch CDM; emptied before each Bundle.
 _PATIENT_TABLES = (
@@ -149,22 +149,44 @@ def _explain(frozen: SafeModel, matrix: Any, descriptions: dict[str, str], top: 
     ]
 
 
+class PersonScorer:
+    """Scores persons of one CDM with a frozen model; the feature lookup tables are prepared once."""
+
+    def __init__(self, db: HubDatabase, model: SafeModel | Path | str, registry: Path | None = None) -> None:
+        self.db = db
+        self.model = _model(model, registry)
+        self.settings = load_task(self.model.meta["task"]).features
+        prepare_features(db, self.settings, self.model.feature_names)
+        self.descriptions = _descriptions(db, self.model.feature_names)
+
+    def score(self, person_id: int, as_of: date | None = None, top: int = 10) -> dict[str, Any]:
+        """Risk and top contributing features (to the log-odds) of one person, as of a date."""
+        self.db.con.execute(
+            "CREATE OR REPLACE TEMP TABLE hm_rows AS SELECT CAST(0 AS BIGINT) AS row_id, p.person_id, "
+            "CAST(coalesce(CAST(? AS DATE), max(op.observation_period_end_date), current_date) AS DATE) AS index_date "
+            "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id "
+            "WHERE p.person_id = ? GROUP BY p.person_id",
+            [as_of, int(person_id)],
+        )
+        found = self.db.rows("SELECT index_date FROM hm_rows")
+        if not found:
+            raise ModelError(f"person {person_id} is not in this CDM")
+        matrix = collect_features(self.db, self.settings, 1, len(self.model.feature_names))
+        return {
+            "person_id": int(person_id),
+            "index_date": str(found[0][0]),
+            "risk": float(self.model.predict_proba(matrix)[0]),
+            "task": self.model.meta.get("task", {}).get("name"),
+            "model_id": self.model.meta.get("model_id"),
+            "top_features": _explain(self.model, matrix, self.descriptions, top),
+        }
+
+
 def score_person(
     db: HubDatabase, model: SafeModel | Path | str, person_id: int, as_of: date | None = None, top: int = 10
 ) -> dict[str, Any]:
-    """Risk and top contributing features (to the log-odds) of one person of ``db``."""
-    frozen = _model(model)
-    rows, matrix = person_features(db, frozen, [int(person_id)], as_of)
-    if rows.empty:
-        raise ModelError(f"person {person_id} is not in this CDM")
-    return {
-        "person_id": int(person_id),
-        "index_date": str(pd.Timestamp(rows["index_date"].iloc[0]).date()),
-        "risk": float(frozen.predict_proba(matrix)[0]),
-        "task": frozen.meta.get("task", {}).get("name"),
-        "model_id": frozen.meta.get("model_id"),
-        "top_features": _explain(frozen, matrix, _descriptions(db, frozen.feature_names), top),
-    }
+    """Risk and top contributing features of one person of ``db`` (use ``PersonScorer`` for many)."""
+    return PersonScorer(db, model).score(person_id, as_of, top)
 
 
 def _bundle_dict(bundle: dict[str, Any] | str | Path) -> dict[str, Any]:
@@ -200,10 +222,8 @@ class BundleScorer:
         key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
         # A scratch CDM lives for one request; a per-process random key keeps its pseudonyms unlinkable.
         self.secret_key = key or secrets.token_bytes(32)
-        self.settings = load_task(self.model.meta["task"]).features
         self.db = create_hub(":memory:")
-        prepare_features(self.db, self.settings, self.model.feature_names)
-        self.descriptions = _descriptions(self.db, self.model.feature_names)
+        self.persons = PersonScorer(self.db, self.model)
 
     def close(self) -> None:
         self.db.close()
@@ -236,22 +256,9 @@ class BundleScorer:
         self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
     ) -> dict[str, Any]:
         """Risk and top contributing features for the patient in ``bundle``."""
-        self.load(bundle)
-        self.db.con.execute(
-            "CREATE OR REPLACE TEMP TABLE hm_rows AS SELECT CAST(0 AS BIGINT) AS row_id, p.person_id, "
-            "CAST(coalesce(CAST(? AS DATE), max(op.observation_period_end_date), current_date) AS DATE) AS index_date "
-            "FROM person p LEFT JOIN observation_period op ON op.person_id = p.person_id GROUP BY p.person_id",
-            [as_of],
-        )
-        index_date = self.db.scalar("SELECT index_date FROM hm_rows")
-        matrix = collect_features(self.db, self.settings, 1, len(self.model.feature_names))
-        return {
-            "index_date": str(index_date),
-            "risk": float(self.model.predict_proba(matrix)[0]),
-            "task": self.model.meta.get("task", {}).get("name"),
-            "model_id": self.model.meta.get("model_id"),
-            "top_features": _explain(self.model, matrix, self.descriptions, top),
-        }
+        result = self.persons.score(self.load(bundle), as_of, top)
+        result.pop("person_id")
+        return result
 
 
 def score_bundle(

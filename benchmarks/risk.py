@@ -1,0 +1,150 @@
+"""Benchmark of the diabetes task (t2dm-3y) on a generated hub of 100,000 patients.
+
+Prints, each beside a baseline measured in the same run (as a ratio):
+1. features + training (model search) + evaluation of t2dm-3y, against a plain scikit-learn
+   LogisticRegression fitted once on the same training matrix;
+2. batch scoring throughput (patients per second), from the CDM (features + prediction) and from the
+   matrix alone, against scikit-learn's ``predict_proba`` of the fitted pipeline on the same matrix;
+3. single-patient scoring latency (p50, p99) from a FHIR Bundle (ingest into a warm scratch CDM, the
+   same feature SQL, prediction), against scoring a person already in a CDM (no ingest).
+
+Usage::
+
+    .venv/bin/python benchmarks/risk.py                       # toy generator, 100,000 patients
+    .venv/bin/python benchmarks/risk.py --db hub.duckdb       # an existing hub CDM (synth + ingest)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MaxAbsScaler
+
+from healthmesh.cdm import connect, create_hub
+from healthmesh.risk import BundleScorer, PersonScorer, load_registered, score_batch, train_task
+from healthmesh.risk.tasks import load_task
+from healthmesh.risk.toycdm import populate_toy_cdm
+from healthmesh.risk.train import task_data
+
+
+def _bundles(folder: Path, count: int) -> list[dict]:
+    """``count`` single-patient Bundles cut from a small population of the platform's generator."""
+    import sys
+
+    from healthmesh.ingest.synth import generate_population
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.risk.bundles import patient_bundle
+
+    generate_population("busan", count, 3, folder / "ndjson")
+    return [patient_bundle(folder / "ndjson", i)[1] for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db", type=Path, help="existing hub CDM; default: generate one with the toy generator"
+    )
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--bundles", type=int, default=200, help="single-patient requests to time")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    work = Path(tempfile.mkdtemp(prefix="hm-risk-bench-"))
+
+    if args.db is None:
+        started = time.perf_counter()
+        db = create_hub(str(work / "hub.duckdb"))
+        populate_toy_cdm(db, args.patients, seed=1)
+        db.close()
+        hub_path = work / "hub.duckdb"
+        print(
+            f"setup: generated {args.patients:,} patients in {time.perf_counter() - started:.1f} s (not timed below)"
+        )
+    else:
+        hub_path = args.db
+    db = connect(hub_path, read_only=True, threads=args.threads)
+    persons = db.scalar("SELECT count(*) FROM person")
+
+    # 1. The whole diabetes task.
+    started = time.perf_counter()
+    metrics = train_task(db, "t2dm-3y", work / "t2dm", seed=0, n_jobs=1)
+    task_seconds = time.perf_counter() - started
+    data = task_data(db, load_task("t2dm-3y"), names=load_registered(work / "t2dm").feature_names)
+    X, y = data.matrix, data.y
+    started = time.perf_counter()
+    plain = make_pipeline(MaxAbsScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    plain_seconds = time.perf_counter() - started
+    print(
+        f"t2dm-3y on {persons:,} patients ({metrics['n'] + metrics['n_train']:,} in the population, "
+        f"{X.shape[1]} features, model {metrics['model']}, test AUROC {metrics['auroc']:.3f}):"
+    )
+    print(
+        f"  features + model search + evaluation: {task_seconds:.1f} s (target < 300 s); "
+        f"plain scikit-learn LogisticRegression fit on the same matrix: {plain_seconds:.2f} s "
+        f"(ratio {task_seconds / plain_seconds:.1f}x)"
+    )
+
+    # 2. Batch scoring.
+    model = load_registered(work / "t2dm")
+    started = time.perf_counter()
+    scores = score_batch(model, db, as_of=date(2020, 1, 1))
+    cdm_seconds = time.perf_counter() - started
+    repeats = 5
+    started = time.perf_counter()
+    for _ in range(repeats):
+        model.predict_proba(X)
+    matrix_rate = repeats * X.shape[0] / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        plain.predict_proba(X)
+    plain_rate = repeats * X.shape[0] / (time.perf_counter() - started)
+    print(
+        f"  batch scoring from the CDM (features + prediction): {len(scores) / cdm_seconds:,.0f} patients/s; "
+        f"from the matrix: {matrix_rate:,.0f} patients/s (target >= 100,000); scikit-learn predict_proba "
+        f"on the same matrix: {plain_rate:,.0f} patients/s (ratio {matrix_rate / plain_rate:.2f})"
+    )
+
+    # 3. Single patient from a Bundle.
+    bundles = _bundles(work, args.bundles)
+    scorer = BundleScorer(work / "t2dm")
+    scorer.score(bundles[0], as_of=date(2024, 6, 30))  # warm-up
+    latencies = []
+    for bundle in bundles:
+        started = time.perf_counter()
+        scorer.score(bundle, as_of=date(2024, 6, 30))
+        latencies.append(time.perf_counter() - started)
+    ingest_only = []
+    for bundle in bundles[:50]:
+        started = time.perf_counter()
+        scorer.load(bundle)
+        ingest_only.append(time.perf_counter() - started)
+    person_ids = [row[0] for row in db.rows("SELECT person_id FROM person ORDER BY person_id LIMIT 50")]
+    in_cdm = []
+    persons_scorer = PersonScorer(db, model)
+    for person_id in person_ids:
+        started = time.perf_counter()
+        persons_scorer.score(person_id, date(2024, 6, 30))
+        in_cdm.append(time.perf_counter() - started)
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    i50, i99 = np.percentile(ingest_only, [50, 99]) * 1000
+    c50, c99 = np.percentile(in_cdm, [50, 99]) * 1000
+    print(
+        f"  single patient from a FHIR Bundle ({len(latencies)} requests): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(target p99 < 50 ms); of which the ingest of the Bundle alone: p50 {i50:.1f} ms, p99 {i99:.1f} ms; "
+        f"a person already in the hub CDM: p50 {c50:.1f} ms, p99 {c99:.1f} ms (ratio p99 {p99 / c99:.1f}x)"
+    )
+    scorer.close()
+    db.close()
+
+
+if __name__ == "__main__":
+    main()
