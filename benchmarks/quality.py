@@ -14,6 +14,7 @@ generate); ``sample`` (the default) with the set-based sample population of heal
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -30,18 +31,20 @@ def build_sample(path: Path, persons: int, visits: int) -> HubDatabase:
     return db
 
 
-def build_synth(path: Path, persons: int, work: Path) -> HubDatabase:
-    from healthmesh.ingest import ingest_paths  # the lead's generator and loader
-    from healthmesh.ingest.synth import generate_population  # type: ignore[attr-defined]
+def build_synth(path: Path, persons: int) -> HubDatabase:
+    from healthmesh.ingest import build_synthetic_hub  # healthmesh synth + ingest
 
-    generate_population("gwangju", persons, 42, work / "ndjson")
-    db = create_hub(str(path))
-    ingest_paths(db, [work / "ndjson"])  # type: ignore[call-arg]
-    return db
+    build_synthetic_hub(path, "gwangju", persons, 42, b"healthmesh-benchmark-key-0123456789abcdef")
+    return connect(path)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def full_scan(db: HubDatabase) -> tuple[float, int]:
-    """Read every column of every non-empty CDM table once; returns seconds and rows."""
+    """Read (hash) every value of every non-empty CDM table once; returns seconds and rows."""
     counts = db.table_counts([t for t in cdm_tables() if t not in VOCABULARY_TABLES])
     started = time.perf_counter()
     rows = 0
@@ -49,7 +52,7 @@ def full_scan(db: HubDatabase) -> tuple[float, int]:
         if not n:
             continue
         columns = [r[0] for r in db.rows(f"DESCRIBE {table}")]
-        reads = ", ".join(f'count("{c}")' for c in columns)
+        reads = ", ".join(f'sum(hash("{c}"))' for c in columns)
         db.rows(f"SELECT {reads} FROM {table}")
         rows += n
     return time.perf_counter() - started, rows
@@ -73,7 +76,7 @@ def main() -> None:
             db = connect(args.db, read_only=True, threads=args.threads)
             source = str(args.db)
         elif args.generator == "synth":
-            db = build_synth(work / "hub.duckdb", args.patients, work)
+            db = build_synth(work / "hub.duckdb", args.patients)
             source = f"healthmesh synth + ingest, {args.patients:,} patients"
         else:
             db = build_sample(work / "hub.duckdb", args.patients, args.visits)
@@ -83,13 +86,14 @@ def main() -> None:
         build_s = time.perf_counter() - started
         persons = int(db.scalar("SELECT count(*) FROM person"))
 
+        db.execute("SET enable_progress_bar = false")
         floor_s, rows = full_scan(db)
-        started = time.perf_counter()
+        cpu, started = _cpu(), time.perf_counter()
         report = run_quality(db, work / "out")
-        quality_s = time.perf_counter() - started
-        started = time.perf_counter()
+        quality_s, quality_cpu = time.perf_counter() - started, _cpu() - cpu
+        cpu, started = _cpu(), time.perf_counter()
         document = characterize(db, work / "out", hub="benchmark")
-        characterize_s = time.perf_counter() - started
+        characterize_s, characterize_cpu = time.perf_counter() - started, _cpu() - cpu
         db.close()
 
     total = quality_s + characterize_s
@@ -98,13 +102,15 @@ def main() -> None:
         f"hub: {source} ({persons:,} persons, {rows:,} rows in non-empty CDM tables; built in {build_s:.1f} s)"
     )
     print(
-        f"quality checks:   {quality_s:7.2f} s  ({summary['checks_run']} checks of {summary['check_types']} types)"
+        f"quality checks:   {quality_s:7.2f} s wall {quality_cpu:7.2f} s CPU"
+        f"  ({summary['checks_run']} checks of {summary['check_types']} types)"
     )
     print(
-        f"characterization: {characterize_s:7.2f} s  ({len(document['analyses'])} analyses, charts included)"
+        f"characterization: {characterize_s:7.2f} s wall {characterize_cpu:7.2f} s CPU"
+        f"  ({len(document['analyses'])} analyses, charts included)"
     )
-    print(f"together:         {total:7.2f} s  target < 120 s: {'met' if total < 120 else 'MISSED'}")
-    print(f"floor (full scan):{floor_s:7.2f} s  (every column of every non-empty table read once)")
+    print(f"together:         {total:7.2f} s wall  target < 120 s: {'met' if total < 120 else 'MISSED'}")
+    print(f"floor (full scan):{floor_s:7.2f} s wall  (every value of every non-empty CDM table hashed once)")
     print(f"ratio together / floor: {total / floor_s:.1f}x")
 
 

@@ -155,3 +155,14 @@ def test_cli_characterize_and_catalog(clean_cdm_file: Path, tmp_path: Path) -> N
     assert json.loads((tmp_path / "catalog.json").read_text())["hub"] == "gwangju"
     result = runner.invoke(app, ["characterize", "--db", str(clean_cdm_file), "--min-count", "0"])
     assert result.exit_code != 0
+
+
+def test_characterization_of_a_generated_hub(generated_hub: Path, tmp_path: Path) -> None:
+    with connect(generated_hub, read_only=True) as db:
+        document = characterize(db, tmp_path, hub="gyeonggi")
+        series = ili_weekly(db)
+        ili = db.scalar("SELECT count(*) FROM condition_occurrence WHERE condition_concept_id = 2000000001")
+    assert not [n for n in _counts(document) if 0 < n < 5]
+    assert ili > 0 and set(series["unique_id"]) == {"KR-41"}
+    assert series["y"].notna().any()  # the seasonal peaks are large enough to publish
+    assert series["y"].sum() <= ili

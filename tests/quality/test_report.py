@@ -105,3 +105,18 @@ def test_cli_quality_writes_reports(clean_cdm_file: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert "0 failed" in result.output
     assert (tmp_path / "quality.json").exists() and (tmp_path / "quality.html").exists()
+
+
+def test_checks_run_on_a_generated_hub(generated_hub: Path, tmp_path: Path) -> None:
+    with connect(generated_hub, read_only=True) as db:
+        report = run_quality(db, tmp_path)
+        persons = db.scalar("SELECT count(*) FROM person")
+    assert {r.check for r in report.results} == set(CHECK_TYPES)
+    assert not [r for r in report.results if r.status == "error"]
+    completeness = next(
+        r for r in report.results if r.check == "measurePersonCompleteness" and r.table == "visit_occurrence"
+    )
+    assert completeness.denominator == persons
+    plausibility = [r for r in report.results if r.category == "plausibility" and r.denominator]
+    assert plausibility and not [r for r in plausibility if r.failed]  # generated values are plausible
+    assert not [n for n in _counts(json.loads((tmp_path / "quality.json").read_text())) if 0 < n < 5]
