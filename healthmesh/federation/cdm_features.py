@@ -1,6 +1,13 @@
-"""Rows for federated training on a hub's CDM: the type 2 diabetes onset task.
+"""Rows for federated training and validation on a hub's CDM.
 
-Index date: one year after the start of a person's first observation period (that year is the
+A job's ``risk-task`` names a task of ``healthmesh.risk`` (``t2dm-3y``, ``ckd-3y``, ``mi-stroke-5y`` or a
+task file; ``diabetes`` means ``t2dm-3y``): its population and covariates come from the risk package's
+own cohort and feature SQL, so a federated model sees exactly what a hub-local one would. The
+covariate columns each hub learns (those seen in at least the task's ``min_persons``) are joined
+by the coordinator's preprocessing step; a column a hub lacks counts as missing there.
+
+``diabetes-onset-5y`` is the federation's own minimal task, which needs only person,
+observation_period, condition_occurrence, measurement and observation rows. Index date: one year after the start of a person's first observation period (that year is the
 look-back window). Features from the look-back year: age at index, male sex, the last BMI,
 systolic blood pressure, fasting glucose, LDL and total cholesterol, essential hypertension before
 index, a smoking-status observation. Outcome: a type 2 diabetes condition (or a descendant concept)
@@ -21,7 +28,7 @@ import pandas as pd
 
 from healthmesh.errors import FederationError
 
-__all__ = ["DIABETES_TASK", "cdm_training_frame"]
+__all__ = ["DEFAULT_RISK_TASK", "DIABETES_TASK", "OWN_TASK", "cdm_training_frame"]
 
 DIABETES_TASK = {
     "outcome_concept_id": 201826,  # type 2 diabetes mellitus (SNOMED 44054006)
@@ -55,13 +62,40 @@ def _measurement_ids(hub: Any) -> dict[str, int]:
     return {name: by_code.get(code, defaults[name]) for name, code in MEASUREMENT_LOINC.items()}
 
 
+DEFAULT_RISK_TASK = "t2dm-3y"
+RISK_TASK_ALIASES = {"diabetes": "t2dm-3y"}
+OWN_TASK = "diabetes-onset-5y"
+
+
 def cdm_training_frame(db: Path, job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features and labels of the job's risk task (only ``diabetes`` so far) on one hub's CDM."""
+    """Features and 0/1 labels of the job's ``risk-task`` on one hub's CDM (read-only)."""
+    name = str(job.get("risk-task") or DEFAULT_RISK_TASK)
+    if name == OWN_TASK:
+        return _own_diabetes_frame(db, job)
+    return _risk_task_frame(db, RISK_TASK_ALIASES.get(name, name))
+
+
+def _risk_task_frame(db: Path, name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    from healthmesh.errors import ModelError
+    from healthmesh.federation.cdm_tasks import open_hub_read_only
+    from healthmesh.risk.tasks import load_task
+    from healthmesh.risk.train import task_data
+
+    try:
+        task = load_task(name)
+        with open_hub_read_only(str(db)) as hub:
+            data = task_data(hub, task)
+    except ModelError as error:
+        # The risk package's messages name tasks, cohorts and counts, never rows.
+        raise FederationError(f"risk task {name!r}: {error}") from None
+    matrix = data.matrix.toarray() if hasattr(data.matrix, "toarray") else np.asarray(data.matrix)
+    return pd.DataFrame(matrix, columns=list(data.names), dtype=np.float64), data.y.astype(np.int8)
+
+
+def _own_diabetes_frame(db: Path, job: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The federation's own type 2 diabetes onset rows (see the module docstring)."""
     from healthmesh.federation.cdm_tasks import open_hub_read_only
 
-    task = str(job.get("risk-task", "diabetes"))
-    if task != "diabetes":
-        raise FederationError(f"unknown risk task {task!r} for federated training on the CDM; use 'diabetes'")
     horizon = int(job.get("horizon-years", 5))
     with open_hub_read_only(str(db)) as hub:
         ids = _measurement_ids(hub)

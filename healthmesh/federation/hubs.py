@@ -100,11 +100,12 @@ def federated_train_diabetes(
     rounds: int = 5,
     lr: float = 1.0,
     local_steps: int = 5,
-    horizon_years: int = 5,
+    risk_task: str = "t2dm-3y",
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Federated logistic regression of type 2 diabetes onset over the hubs' CDMs.
+    """Federated logistic regression of a risk task (default: type 2 diabetes within 3 years) over the hubs' CDMs.
 
+    ``risk_task`` names a ``healthmesh.risk`` task (population and covariates from the risk package).
     Returns the model (``coef``, ``intercept``, ``preprocessor``, ``feature_names``) and each hub's
     metrics on its own held-out part (``evaluation``).
     """
@@ -113,8 +114,7 @@ def federated_train_diabetes(
     job = {
         "task": "train",
         "source": "cdm",
-        "risk-task": "diabetes",
-        "horizon-years": horizon_years,
+        "risk-task": risk_task,
         "seed": seed,
         "strategy": strategy,
         "rounds": rounds,
@@ -123,7 +123,7 @@ def federated_train_diabetes(
     }
     result = network.run(job)
     return {
-        "task": "diabetes",
+        "task": risk_task,
         "strategy": strategy,
         "rounds": rounds,
         "coef": result["coef"],
@@ -133,7 +133,7 @@ def federated_train_diabetes(
         "evaluation": result["evaluation"],
         "bytes_exchanged": result["bytes_exchanged"],
         "seconds": result["seconds_serverapp"],
-        "data": {"source": "cdm", "risk-task": "diabetes", "horizon-years": horizon_years},
+        "data": {"source": "cdm", "risk-task": risk_task},
     }
 
 
@@ -147,7 +147,7 @@ def federated_validate(network: FlowerNetwork, model: Mapping[str, Any]) -> dict
         "coef": list(model["coef"]),
         "intercept": float(model["intercept"]),
         "preprocessor": dict(model["preprocessor"]),
-        "data": dict(model.get("data", {"source": "cdm", "risk-task": "diabetes"})),
+        "data": dict(model.get("data", {"source": "cdm", "risk-task": "t2dm-3y"})),
     }
     result = network.run(job)
     return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,7 +207,7 @@ class FlowerNetwork:
             "--port",
             str(port),
             "--node-config",
-            _node_config_arg(config),
+            _node_config_arg({**config, "cache-dir": str(self.workdir / "cache" / name)}),
         ]
         node = self._spawn(f"supernode-{name}", args, port)
         node.config = dict(config)
@@ -252,6 +253,8 @@ class FlowerNetwork:
             _signal_group(node.process, signal.SIGKILL)
         self.supernodes = []
         self.superlink = None
+        # The hubs' row caches (see sitedata.load_site_data) do not outlive the network.
+        shutil.rmtree(self.workdir / "cache", ignore_errors=True)
 
     @property
     def running(self) -> bool:

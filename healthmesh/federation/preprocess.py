@@ -60,8 +60,10 @@ def summarise_columns(X: pd.DataFrame, min_cell: int = 5) -> dict[str, Any]:
             }
             if distinct.size <= DISCRETE_MAX_VALUES:
                 # A coded column (sex, chest-pain type): a frequency table, small cells left out.
-                counts = pd.Series(values).value_counts()
-                summary["value_counts"] = {repr(float(v)): int(c) for v, c in counts.items() if c >= min_cell}
+                levels, level_counts = np.unique(values, return_counts=True)
+                summary["value_counts"] = {
+                    repr(float(v)): int(c) for v, c in zip(levels, level_counts, strict=True) if c >= min_cell
+                }
             elif values.size >= QUANTILE_MIN_ROWS:
                 summary["quantiles"] = np.quantile(values, QUANTILE_LEVELS).tolist()
             numeric[str(column)] = summary

@@ -8,6 +8,10 @@ job names a risk task.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +97,51 @@ def load_site_rows(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> tu
     raise FederationError(f"unknown data source {source!r}; use 'table' or 'cdm'")
 
 
+DATA_KEYS = ("source", "target", "positive", "seed", "test-fraction", "risk-task", "horizon-years")
+
+
+def _cache_file(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> Path | None:
+    """Where this hub keeps the rows of ``job`` between messages (inside the hub, never sent)."""
+    cache_dir = node_config.get("cache-dir")
+    source = node_config.get("table") if job.get("source", "table") == "table" else node_config.get("db")
+    if not cache_dir or not source or not Path(str(source)).is_file():
+        return None
+    stat = Path(str(source)).stat()
+    key = json.dumps(
+        {
+            "job": {k: job.get(k) for k in DATA_KEYS},
+            "source": str(source),
+            "mtime": stat.st_mtime_ns,
+            "size": stat.st_size,
+        },
+        sort_keys=True,
+    )
+    return Path(str(cache_dir)) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pkl"
+
+
 def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> SiteData:
-    """This node's rows for ``job``, split into training and held-out parts."""
+    """This node's rows for ``job``, split into training and held-out parts.
+
+    Every Flower message runs in a fresh process; with node config ``cache-dir`` the rows read by the
+    first message of a job are kept there (at the hub) so later rounds skip reading and feature SQL.
+    """
+    cache = _cache_file(node_config, job)
+    if cache is not None and cache.is_file():
+        with cache.open("rb") as handle:
+            cached: SiteData = pickle.load(handle)  # written by this hub's own process below
+        return cached
     X, y = load_site_rows(node_config, job)
-    return split_rows(
+    data = split_rows(
         X,
         y,
         test_fraction=float(job.get("test-fraction", DEFAULT_TEST_FRACTION)),
         seed=int(job.get("seed", DEFAULT_SEED)),
     )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            pickle.dump(data, handle)
+        partial.chmod(0o600)
+        partial.replace(cache)  # atomic: a parallel reader sees all of it or nothing
+    return data

@@ -62,7 +62,7 @@ def test_combined_counts_flag_lower_bounds() -> None:
 
 def test_diabetes_rows_and_external_validation(hub_factory: Factory) -> None:
     db = hub_factory("gwangju", 200, 5)
-    X, y = cdm_training_frame(db, {"risk-task": "diabetes"})
+    X, y = cdm_training_frame(db, {"risk-task": "diabetes-onset-5y"})
     assert len(X) == len(y) == 200 and set(np.unique(y)) == {0, 1}
     assert {"age", "male", "bmi", "hypertension"} <= set(X.columns)
     spec = agree_preprocessor([summarise_columns(X)])
@@ -70,10 +70,20 @@ def test_diabetes_rows_and_external_validation(hub_factory: Factory) -> None:
     coef = np.zeros(len(spec.feature_names))
     coef[bmi] = 2.0  # BMI drives onset in the fixture: a model on it alone must discriminate
     metrics, rows = hub_validation_metrics(
-        {"db": str(db)}, {"source": "cdm", "risk-task": "diabetes"}, LogisticParams(coef, -1.0), spec, 5
+        {"db": str(db)},
+        {"source": "cdm", "risk-task": "diabetes-onset-5y"},
+        LogisticParams(coef, -1.0),
+        spec,
+        5,
     )
     assert rows == 200 and metrics["withheld"] == 0.0
     assert metrics["auroc"] > 0.7
     assert metrics["positives"] == int(y.sum())
-    with pytest.raises(FederationError, match="unknown risk task"):
-        cdm_training_frame(db, {"risk-task": "stroke"})
+    with pytest.raises(FederationError, match="risk task 'no-such-task'"):
+        cdm_training_frame(db, {"risk-task": "no-such-task"})
+
+
+def test_risk_package_task_rows_on_a_generated_hub(generated_hub: Path) -> None:
+    X, y = cdm_training_frame(generated_hub, {"risk-task": "diabetes"})  # = the risk package's t2dm-3y
+    assert len(X) == len(y) > 100 and 0 < y.sum() < len(y)
+    assert "age" in X.columns and X.notna().all().all()

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from healthmesh.cdm import connect
 from healthmesh.federation import federated_count, federated_validate, start_hub_network, train_table
 from healthmesh.federation.cdm_features import cdm_training_frame
 from healthmesh.federation.cdm_tasks import hub_concept_counts
+from healthmesh.federation.logreg import LogisticParams, local_train
 from healthmesh.federation.preprocess import agree_preprocessor, summarise_columns
 from healthmesh.federation.sitedata import split_rows
 from healthmesh.risk.tables import read_table
@@ -54,7 +56,7 @@ def row_shaped_parts(content: dict[str, Any], row_counts: set[int]) -> list[str]
             if isinstance(value, str) and IDENTIFIER.search(value):
                 found.append(f"{where}: identifier-like {value[:40]!r}")
             if isinstance(value, dict) and any(
-                re.search(r"person|patient|name|birth", str(k)) for k in value
+                re.search(r"person_?id|patient|name|birth", str(k)) for k in value
             ):
                 found.append(f"{where}: personal key")
     return found
@@ -97,32 +99,38 @@ def test_train_table_over_tls_sends_only_aggregates(site_tables: dict[str, Path]
         assert arrays["coef"]["shape"] == [5] and arrays["intercept"]["shape"] == [1]
 
 
-def test_hub_cdms_count_and_validate_over_tls(
-    hub_factory: Callable[[str, int, int], Path], tmp_path: Path
-) -> None:
-    hubs = {"gwangju": hub_factory("gwangju", 160, 11), "busan": hub_factory("busan", 140, 12)}
-    # A model agreed elsewhere (here: from gwangju's rows) that only knows BMI drives onset.
-    X, _ = cdm_training_frame(hubs["gwangju"], {"risk-task": "diabetes"})
+def test_hub_cdms_count_and_validate_over_tls(generated_hubs: dict[str, Path], tmp_path: Path) -> None:
+    hubs = dict(generated_hubs)  # gyeonggi and busan, 1,500 generated people each
+    # A model of the risk package's t2dm-3y task trained at gyeonggi alone, to validate at every hub.
+    X, y = cdm_training_frame(hubs["gyeonggi"], {"risk-task": "t2dm-3y"})
     spec = agree_preprocessor([summarise_columns(X)])
-    coef = [2.0 if name == "bmi" else 0.0 for name in spec.feature_names]
-    model = {"coef": coef, "intercept": -1.0, "preprocessor": spec.to_dict(), "data": {"source": "cdm"}}
+    params = local_train(
+        LogisticParams.zeros(len(spec.feature_names)),
+        spec.transform(X),
+        y.astype(float),
+        steps=200,
+        lr=1.0,
+        l2=1e-3,
+    )
+    model = {
+        "coef": params.coef.tolist(),
+        "intercept": params.intercept,
+        "preprocessor": spec.to_dict(),
+        "data": {"source": "cdm", "risk-task": "t2dm-3y"},
+    }
 
     audit = tmp_path / "audit"
     with start_hub_network(hubs, tmp_path / "network", tls=True, audit_dir=audit) as network:
-        counts = federated_count(network, [201826], characterize=False)
+        counts = federated_count(network, [201826])
         validation = federated_validate(network, model)
     assert not network.running
 
-    direct = {
-        name: hub_concept_counts(str(db), {"concept_ids": [201826]}, 5)[0]["persons"]
-        for name, db in hubs.items()
-    }
-    assert counts["per_site"] == {name: {"persons": n} for name, n in direct.items()}
-    assert counts["network"]["persons"]["count"] == sum(direct.values())
+    direct = {name: hub_concept_counts(str(db), {"concept_ids": [201826]}, 5)[0] for name, db in hubs.items()}
+    assert counts["per_site"] == direct
+    assert counts["network"]["persons"]["count"] == sum(d["persons"] for d in direct.values())
 
     assert set(validation["per_site"]) == set(hubs)
     for metrics in validation["per_site"].values():
-        assert metrics["withheld"] == 0.0 and 0.6 < metrics["auroc"] <= 1.0
         assert set(metrics) == {
             "num-examples",
             "withheld",
@@ -133,10 +141,15 @@ def test_hub_cdms_count_and_validate_over_tls(
             "observed-rate",
             "mean-predicted",
         }
+        assert metrics["withheld"] == 0.0 and 0.5 < metrics["auroc"] <= 1.0
+    assert validation["per_site"]["gyeonggi"]["num-examples"] == len(y)
 
-    for site, n_persons in (("gwangju", 160), ("busan", 140)):
+    for site, db in hubs.items():
+        with connect(db, read_only=True) as hub:
+            persons = int(hub.scalar("SELECT count(*) FROM person"))
+        n_rows = {persons, int(validation["per_site"][site]["num-examples"])}
         replies = audited_replies(audit, site)
         assert [r["message_type"] for r in replies] == ["query.count", "evaluate.validate"]
         for reply in replies:
             assert reply["error"] is None
-            assert row_shaped_parts(reply["content"], {n_persons}) == []
+            assert row_shaped_parts(reply["content"], n_rows) == []

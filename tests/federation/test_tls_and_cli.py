@@ -54,3 +54,11 @@ def test_train_table_rejects_unknown_strategy(site_tables: dict[str, Path], tmp_
         assert "fedavg, fedprox, fedadam" in str(error)
     else:
         raise AssertionError("an unknown strategy must be refused")
+
+
+def test_package_exports_resolve_and_are_sorted() -> None:
+    import healthmesh.federation as federation
+
+    assert federation.__all__ == sorted(federation.__all__)
+    for name in federation.__all__:
+        assert getattr(federation, name) is not None, name
