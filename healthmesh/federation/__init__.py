@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from healthmesh.federation.hubs import (
         combine_counts,
         federated_count,
+        federated_study,
         federated_train_diabetes,
         federated_validate,
         start_hub_network,
@@ -32,6 +33,7 @@ __all__ = [
     "TlsFiles",
     "combine_counts",
     "federated_count",
+    "federated_study",
     "federated_train_diabetes",
     "federated_validate",
     "make_self_signed_tls",
@@ -45,6 +47,7 @@ _HOMES = {
     "TlsFiles": "tls",
     "combine_counts": "hubs",
     "federated_count": "hubs",
+    "federated_study": "hubs",
     "federated_train_diabetes": "hubs",
     "federated_validate": "hubs",
     "make_self_signed_tls": "tls",

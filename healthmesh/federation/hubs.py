@@ -24,6 +24,7 @@ from healthmesh.federation.server_app import STRATEGIES
 __all__ = [
     "combine_counts",
     "federated_count",
+    "federated_study",
     "federated_train_diabetes",
     "federated_validate",
     "start_hub_network",
@@ -152,6 +153,62 @@ def federated_validate(network: FlowerNetwork, model: Mapping[str, Any]) -> dict
     result = network.run(job)
     return {
         "per_site": result["per_site"],
+        "bytes_exchanged": result["bytes_exchanged"],
+        "seconds": result["seconds_serverapp"],
+    }
+
+
+def federated_study(
+    network: FlowerNetwork,
+    concept_ids: Sequence[int],
+    *,
+    strategy: str = "fedavg",
+    rounds: int = 5,
+    risk_task: str = "t2dm-3y",
+    lr: float = 1.0,
+    local_steps: int = 5,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Count, train and validate in ONE Flower run (saves two run start-ups, ~15-30 s each here).
+
+    Returns ``{"count": <as federated_count>, "model": <as federated_train_diabetes>,
+    "validation": <as federated_validate>, "bytes_exchanged", "seconds"}``.
+    """
+    if strategy not in STRATEGIES:
+        raise FederationError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    train = {
+        "source": "cdm",
+        "risk-task": risk_task,
+        "seed": seed,
+        "strategy": strategy,
+        "rounds": rounds,
+        "lr": lr,
+        "local-steps": local_steps,
+    }
+    count = {"concept_ids": [int(c) for c in concept_ids], "include_descendants": True, "characterize": True}
+    result = network.run({"task": "study", "count": count, "train": train})
+    per_site = {
+        site: {k: int(v) for k, v in counts.items()} for site, counts in result["count"]["per_site"].items()
+    }
+    trained = result["train"]
+    return {
+        "count": {
+            "concept_ids": count["concept_ids"],
+            "per_site": per_site,
+            "network": combine_counts(per_site),
+        },
+        "model": {
+            "task": risk_task,
+            "strategy": strategy,
+            "rounds": rounds,
+            "coef": trained["coef"],
+            "intercept": trained["intercept"],
+            "preprocessor": trained["preprocessor"],
+            "feature_names": trained["feature_names"],
+            "evaluation": trained["evaluation"],
+            "data": {"source": "cdm", "risk-task": risk_task},
+        },
+        "validation": {"per_site": result["validate"]["per_site"]},
         "bytes_exchanged": result["bytes_exchanged"],
         "seconds": result["seconds_serverapp"],
     }

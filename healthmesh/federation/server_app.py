@@ -6,7 +6,8 @@
   regression with FedAvg, FedProx or FedAdam (``flwr.serverapp.strategy``), then one round of
   federated evaluation on every hub's held-out rows;
 - ``count``: a concept-set count at every hub (suppressed there), summed here;
-- ``validate``: a given model evaluated at every hub (metrics only).
+- ``validate``: a given model evaluated at every hub (metrics only);
+- ``study``: ``count``, ``train`` and ``validate`` of the trained model, in one run.
 
 The result (parameters, metrics, bytes exchanged) is written to the job's ``result-file`` on the
 coordinator; on failure the file holds ``{"error": ...}`` so the caller can report it in one line.
@@ -165,7 +166,22 @@ def _validate(grid: CountingGrid, nodes: list[int], job: dict[str, Any]) -> dict
     return {"per_site": per_site}
 
 
-TASKS = {"train": _train, "count": _count, "validate": _validate}
+def _study(grid: CountingGrid, nodes: list[int], job: dict[str, Any]) -> dict[str, Any]:
+    """A network study in one run: count a concept set, train a model, validate it at every hub.
+
+    One run instead of three saves the run start-up (the ``flwr run`` client, the ServerApp process,
+    the first polls) twice; the messages are the same as those of the three separate tasks.
+    """
+    count = _count(grid, nodes, dict(job.get("count", {})))
+    train_job = dict(job.get("train", {}))
+    trained = _train(grid, nodes, train_job)
+    model = {k: trained[k] for k in ("coef", "intercept", "preprocessor")}
+    data = {k: train_job[k] for k in ("source", "risk-task") if k in train_job}
+    validation = _validate(grid, nodes, {**model, "data": data})
+    return {"count": count, "train": trained, "validate": validation}
+
+
+TASKS = {"train": _train, "count": _count, "validate": _validate, "study": _study}
 
 
 @app.main()

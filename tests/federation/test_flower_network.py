@@ -8,6 +8,7 @@ These are the slow tests of the folder (a few Flower runs, ~10 s per message rou
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,11 +17,8 @@ from typing import Any
 import pytest
 
 from healthmesh.cdm import connect
-from healthmesh.federation import federated_count, federated_validate, start_hub_network, train_table
-from healthmesh.federation.cdm_features import cdm_training_frame
+from healthmesh.federation import federated_study, start_hub_network, train_table
 from healthmesh.federation.cdm_tasks import hub_concept_counts
-from healthmesh.federation.logreg import LogisticParams, local_train
-from healthmesh.federation.preprocess import agree_preprocessor, summarise_columns
 from healthmesh.federation.sitedata import split_rows
 from healthmesh.risk.tables import read_table
 
@@ -99,38 +97,25 @@ def test_train_table_over_tls_sends_only_aggregates(site_tables: dict[str, Path]
         assert arrays["coef"]["shape"] == [5] and arrays["intercept"]["shape"] == [1]
 
 
-def test_hub_cdms_count_and_validate_over_tls(generated_hubs: dict[str, Path], tmp_path: Path) -> None:
+def test_hub_cdms_study_count_train_validate_over_tls(
+    generated_hubs: dict[str, Path], tmp_path: Path
+) -> None:
     hubs = dict(generated_hubs)  # gyeonggi and busan, 1,500 generated people each
-    # A model of the risk package's t2dm-3y task trained at gyeonggi alone, to validate at every hub.
-    X, y = cdm_training_frame(hubs["gyeonggi"], {"risk-task": "t2dm-3y"})
-    spec = agree_preprocessor([summarise_columns(X)])
-    params = local_train(
-        LogisticParams.zeros(len(spec.feature_names)),
-        spec.transform(X),
-        y.astype(float),
-        steps=200,
-        lr=1.0,
-        l2=1e-3,
-    )
-    model = {
-        "coef": params.coef.tolist(),
-        "intercept": params.intercept,
-        "preprocessor": spec.to_dict(),
-        "data": {"source": "cdm", "risk-task": "t2dm-3y"},
-    }
-
     audit = tmp_path / "audit"
     with start_hub_network(hubs, tmp_path / "network", tls=True, audit_dir=audit) as network:
-        counts = federated_count(network, [201826])
-        validation = federated_validate(network, model)
+        study = federated_study(network, [201826], strategy="fedavg", rounds=1, risk_task="t2dm-3y")
     assert not network.running
 
     direct = {name: hub_concept_counts(str(db), {"concept_ids": [201826]}, 5)[0] for name, db in hubs.items()}
-    assert counts["per_site"] == direct
-    assert counts["network"]["persons"]["count"] == sum(d["persons"] for d in direct.values())
+    assert study["count"]["per_site"] == direct
+    assert study["count"]["network"]["persons"]["count"] == sum(d["persons"] for d in direct.values())
 
-    assert set(validation["per_site"]) == set(hubs)
-    for metrics in validation["per_site"].values():
+    model = study["model"]
+    assert len(model["coef"]) == len(model["feature_names"]) and "age" in model["feature_names"]
+    assert set(model["evaluation"]) == set(hubs)
+    validation = study["validation"]["per_site"]
+    assert set(validation) == set(hubs)
+    for metrics in validation.values():
         assert set(metrics) == {
             "num-examples",
             "withheld",
@@ -142,14 +127,21 @@ def test_hub_cdms_count_and_validate_over_tls(generated_hubs: dict[str, Path], t
             "mean-predicted",
         }
         assert metrics["withheld"] == 0.0 and 0.5 < metrics["auroc"] <= 1.0
-    assert validation["per_site"]["gyeonggi"]["num-examples"] == len(y)
 
     for site, db in hubs.items():
         with connect(db, read_only=True) as hub:
             persons = int(hub.scalar("SELECT count(*) FROM person"))
-        n_rows = {persons, int(validation["per_site"][site]["num-examples"])}
+        population = int(validation[site]["num-examples"])
+        held_out = math.ceil(0.25 * population)
+        rows = {persons, population, held_out, population - held_out}
         replies = audited_replies(audit, site)
-        assert [r["message_type"] for r in replies] == ["query.count", "evaluate.validate"]
+        assert [r["message_type"] for r in replies] == [
+            "query.count",
+            "query.summary",
+            "train",
+            "evaluate",
+            "evaluate.validate",
+        ]
         for reply in replies:
             assert reply["error"] is None
-            assert row_shaped_parts(reply["content"], n_rows) == []
+            assert row_shaped_parts(reply["content"], rows) == []
