@@ -7,6 +7,7 @@ keeps quantiles ordered because the transform is monotone.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,22 @@ class StatsForecastModel:
         widths = _levels_to_intervals(levels)
         freq: Any = pd.tseries.frequencies.to_offset(series_step(data))
         engine = StatsForecast(models=[model], freq=freq, n_jobs=1)
-        out = engine.forecast(df=data, h=h, level=widths)  # type: ignore[arg-type]
+        short = data.groupby("unique_id").size().min()
+        if short < 3:
+            raise ForecastError(f"{self.kind} needs at least 3 weeks per series; the shortest has {short}")
+        try:
+            # statsforecast warns about tiny samples on short series; the result is still usable.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", (RuntimeWarning, UserWarning))
+                out = engine.forecast(df=data, h=h, level=widths)  # type: ignore[arg-type]
+        except (
+            ValueError,
+            NotImplementedError,
+            ZeroDivisionError,
+            FloatingPointError,
+            np.linalg.LinAlgError,
+        ) as error:
+            raise ForecastError(f"{self.kind} could not be fitted: {error}") from error
         column = str(model)
         out = out.sort_values(["unique_id", "ds"])
         columns = []
