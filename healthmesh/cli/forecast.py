@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from healthmesh.errors import ForecastError
 
@@ -16,13 +16,14 @@ app = typer.Typer(
 console = Console()
 
 
-def _print_table(table, title: str) -> None:  # type: ignore[no-untyped-def]
-    view = Table(title=title)
-    for column in table.columns:
-        view.add_column(str(column), justify="left" if column == "model" else "right")
-    for row in table.itertuples(index=False):
-        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(view)
+def _print_table(table: pd.DataFrame, title: str) -> None:
+    # The full table (with the WIS parts) goes to the CSV; the screen gets the headline columns.
+    shown = [
+        c for c in ("model", "n", "wis", "rel_wis", "rel_wis_pairwise", "cov50", "cov95", "mae") if c in table
+    ]
+    console.print(f"[bold]{title}[/bold]")
+    text = table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("backtest")
@@ -98,14 +99,18 @@ def score(
     reference_dates: str | None = typer.Option(
         None, "--reference-dates", help="Only these reference dates (START:END)."
     ),
+    vintages: Path | None = typer.Option(
+        None,
+        "--vintages",
+        help="Score against the last vintage here (data as evaluated then), then the truth file.",
+    ),
 ) -> None:
     """Score hub-format forecasts: WIS and its parts, MAE, 50%/95% coverage, relative WIS."""
-    import pandas as pd
-
     from healthmesh.forecast.backtest import parse_reference_dates
     from healthmesh.forecast.hubformat import read_hub_forecasts
     from healthmesh.forecast.scores import score_forecasts, summarise_scores
-    from healthmesh.forecast.sources import load_truth
+    from healthmesh.forecast.series import read_flusight_vintages
+    from healthmesh.forecast.sources import load_truth, truth_with_vintage
 
     frames = pd.concat([read_hub_forecasts(p) for p in forecasts], ignore_index=True)
     if reference_dates:
@@ -114,7 +119,10 @@ def score(
         raise ForecastError(
             f"baseline {baseline!r} not among the models found: {sorted(set(frames['model']))}"
         )
-    scores = score_forecasts(frames, load_truth(truth))
+    observed = load_truth(truth)
+    if vintages is not None:
+        observed = truth_with_vintage(observed, read_flusight_vintages(vintages))
+    scores = score_forecasts(frames, observed)
     table = summarise_scores(scores, baseline)
     target = out or ((forecasts[0] if forecasts[0].is_dir() else forecasts[0].parent) / "scores.csv")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from healthmesh.forecast.scores import (
     wis_components,
 )
 from healthmesh.forecast.series import read_flusight_target, read_flusight_vintages
+from healthmesh.forecast.sources import truth_with_vintage
 
 LEVELS = np.array([0.25, 0.5, 0.75])
 
@@ -119,7 +120,6 @@ def test_flusight_ensemble_2023_24_relative_wis_matches_the_official_figure(shar
     vintages = read_flusight_vintages(
         folder / "target-hospital-admissions-vintages_2023-09-23_to_2024-04-27.tar.gz"
     )
-    last = vintages[max(vintages)]
-    truth = pd.concat([last, latest[latest["ds"] > last["ds"].max()]])
+    truth = truth_with_vintage(latest, vintages)
     table = summarise_scores(score_forecasts(forecasts, truth), "FluSight-baseline").set_index("model")
     assert abs(table.loc["FluSight-ensemble", "rel_wis_pairwise"] - 0.71) <= 0.01
