@@ -1,4 +1,4 @@
-"""A Grid that counts what crosses the network: bytes of every message sent and every reply."""
+"""A Grid that counts what crosses the network (bytes of every message and reply) and fails loudly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from flwr.app import Message, RecordDict
 from flwr.proto.node_pb2 import NodeInfo  # type: ignore[attr-defined]
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
+
+from healthmesh.errors import FederationError
 
 __all__ = ["CountingGrid", "message_bytes"]
 
@@ -64,10 +66,18 @@ class CountingGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
+        """Send and wait; a hub that refused or failed stops the job (no silent drop from an average)."""
         messages = list(messages)
         self._count_out(messages)
         replies = list(self.inner.send_and_receive(messages, timeout=timeout))
         self._count_in(replies)
+        failed = [str(r.error.reason) for r in replies if r.has_error()]
+        if failed:
+            raise FederationError("; ".join(failed))
+        if len(replies) < len(messages):
+            raise FederationError(
+                f"{len(messages) - len(replies)} of {len(messages)} hubs did not answer within {timeout} s"
+            )
         return replies
 
     def _count_out(self, messages: list[Message]) -> None:
