@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -74,8 +75,12 @@ def ingest(
         ) as progress:
             task = progress.add_task("", total=None)
 
+            plain = not quiet and not err_console.is_terminal
+
             def step(done: int, total: int, name: str) -> None:
                 progress.update(task, completed=done, total=total, description=name[:40])
+                if plain:  # logs and pipes get one line per committed batch
+                    print(f"batch {done}/{total} {name}", file=sys.stderr, flush=True)
 
             report = ingest_paths(hub_db, paths, hub, key, strict=strict, progress=step)
     report_file = report.write(report_path_for(db))

@@ -15,7 +15,7 @@ from pathlib import Path
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.cdm.schema import cdm_tables
 from healthmesh.cdm.vocabulary import vocabulary_version
-from healthmesh.errors import IngestError
+from healthmesh.errors import CDMError, IngestError
 from healthmesh.ingest.detect import Source, discover
 from healthmesh.ingest.fhir.resource_types import SKIP_REASON
 from healthmesh.ingest.fhir.stage import (
@@ -111,7 +111,11 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
 
 
-def _unreadable_files(report: IngestReport, files: list[Path]) -> None:
+def _unreadable_files(
+    report: IngestReport,
+    files: list[Path],
+    reason: str = "file is not a FHIR JSON document (invalid JSON, no resourceType, or over 64 MB)",
+) -> None:
     for path in files:
         report.add_counts("(unreadable)", 1, 0, 0, 1, 0)
         report.files.append({"file": str(path), "records": 1, "loaded": 0, "skipped": 0, "rejected": 1})
@@ -126,11 +130,17 @@ def _unreadable_files(report: IngestReport, files: list[Path]) -> None:
         )
 
 
-def _load_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> None:
+def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> None:
+    """Stage one batch. Run outside a transaction: a failed read must not abort the load."""
     create_stage(db)
     first = batch[0]
     if first.kind == "ndjson":
-        stage_ndjson_file(db, first.path, first.first_type)
+        try:
+            stage_ndjson_file(db, first.path, first.first_type)
+        except CDMError as error:  # DuckDB could not read the file at all (e.g. a line over 1 GB)
+            create_stage(db)
+            reason = f"file cannot be read as NDJSON: {str(error).splitlines()[0][:200]}"
+            _unreadable_files(report, [first.path], reason)
     elif first.kind == "synthea-csv":
         for file, resource_type, rows in stage_synthea_csv(db, first.path):
             report.add_counts(resource_type, rows, 0, rows, 0, 0)
@@ -139,6 +149,9 @@ def _load_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> N
             )
     else:
         _unreadable_files(report, stage_bundle_files(db, [s.path for s in batch]))
+
+
+def _map_batch(db: HubDatabase, report: IngestReport) -> None:
     map_stage(db)
     _account(db, report)
 
@@ -151,7 +164,11 @@ def ingest_paths(
     strict: bool = False,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Load every FHIR / Synthea input under ``paths`` into ``db``."""
+    """Load every FHIR / Synthea input under ``paths`` into ``db``.
+
+    Each batch is staged, then mapped and committed in one transaction; with ``strict`` the whole
+    load is one transaction, rolled back when anything is rejected.
+    """
     started = time.perf_counter()
     report = IngestReport(hub=hub, database=str(db.path), strict=strict)
     sources = discover(paths)
@@ -165,24 +182,62 @@ def ingest_paths(
     ]
     _prepare(db, hub, secret_key)
     batches = _batches(sources)
-    db.execute("BEGIN TRANSACTION")
+    transaction = _Transaction(db)
+    if strict:
+        transaction.begin()
     try:
         for done, batch in enumerate(batches, start=1):
-            _load_batch(db, batch, report)
-            if not strict:
-                db.execute("COMMIT")
-                db.execute("BEGIN TRANSACTION")
+            if strict:
+                try:
+                    _stage_batch(db, batch, report)
+                except CDMError:  # an unreadable input aborts DuckDB's transaction: nothing is stored
+                    transaction.rollback()
+                    report.committed = False
+                    _unreadable_files(report, [s.path for s in batch], "input cannot be read")
+                    return _finish(db, report, started)
+                _map_batch(db, report)
+            else:
+                _stage_batch(db, batch, report)
+                transaction.begin()
+                _map_batch(db, report)
+                transaction.commit()
             if progress:
                 progress(done, len(batches), batch[0].path.name)
         if strict and report.rejected:
-            db.execute("ROLLBACK")
+            transaction.rollback()
             report.committed = False
         else:
+            if not strict:
+                transaction.begin()
             rebuild_derived(db, hub, vocabulary_version(db))
-            db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+            transaction.commit()
+    finally:
+        transaction.rollback()
+    return _finish(db, report, started)
+
+
+class _Transaction:
+    """Explicit BEGIN / COMMIT / ROLLBACK that knows whether one is open."""
+
+    def __init__(self, db: HubDatabase) -> None:
+        self.db = db
+        self.open = False
+
+    def begin(self) -> None:
+        self.db.execute("BEGIN TRANSACTION")
+        self.open = True
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+        self.open = False
+
+    def rollback(self) -> None:
+        if self.open:
+            self.open = False
+            self.db.con.execute("ROLLBACK")
+
+
+def _finish(db: HubDatabase, report: IngestReport, started: float) -> IngestReport:
     report.tables = db.table_counts(list(cdm_tables()))
     report.seconds = time.perf_counter() - started
     return report

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from healthmesh.cdm.database import HubDatabase
+from healthmesh.errors import CDMError
 from healthmesh.ingest.fhir.paths import PATHS, fields_for
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024 * 1024  # longer lines make the whole file unreadable
 
 _START_FIELDS = (
     ("effective", "effectiveDateTime"),
@@ -108,7 +110,7 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
     """
 
 
-_INVALID_JSON = "not valid JSON (truncated, binary, not UTF-8, or a record over 16 MB)"
+_INVALID_JSON = "not valid JSON (truncated, binary or not UTF-8)"
 
 
 def create_stage(db: HubDatabase) -> None:
@@ -147,10 +149,12 @@ def _stage_ndjson(db: HubDatabase, path: Path, fields: _Fields, where: str) -> N
         INSERT INTO hm_stage BY NAME
         SELECT {_select_from_extracted(fields)} FROM (
             SELECT {_sql_str(str(path))} AS file, ordinality AS rec, NULL::BIGINT AS entry,
-                   CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)} END AS parse_error,
-                   json_extract_string(json, {fields.paths()}) AS f
+                   CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)}
+                        WHEN length(json) > {MAX_RECORD_BYTES}
+                        THEN 'record of ' || (length(json) // 1048576) || ' MB is over the 16 MB limit' END AS parse_error,
+                   CASE WHEN length(json) <= {MAX_RECORD_BYTES} THEN json_extract_string(json, {fields.paths()}) END AS f
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
-                                   maximum_object_size={MAX_RECORD_BYTES}) WITH ORDINALITY
+                                   maximum_object_size={MAX_LINE_BYTES}) WITH ORDINALITY
             {where}
         )
         """
@@ -162,19 +166,17 @@ def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
 
     Returns the files that could not be read as FHIR JSON; the caller reports them.
     """
-    listing = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
-    # A typed read parses each Bundle once and keeps each entry's resource as JSON text.
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE hm_docs AS
-        SELECT filename AS file, resourceType AS doc_type, "type" AS bundle_type,
-               list_transform(entry, lambda e: e.resource) AS entries, NULL::JSON AS doc
-        FROM read_json({listing}, format='auto', filename=true, ignore_errors=true,
-                       maximum_object_size={MAX_DOCUMENT_BYTES},
-                       columns={{'resourceType': 'VARCHAR', 'type': 'VARCHAR', 'entry': 'STRUCT(resource JSON)[]'}})
-        WHERE resourceType IS NOT NULL
-        """
-    )
+    try:
+        _read_documents(db, paths)
+    except CDMError:  # one unreadable document fails the whole read: read them one by one
+        readable = []
+        for path in paths:
+            try:
+                _read_documents(db, [path])
+                readable.append(path)
+            except CDMError:
+                continue
+        _read_documents(db, readable)
     singles = [str(r[0]) for r in db.rows("SELECT file FROM hm_docs WHERE doc_type <> 'Bundle'")]
     if singles:
         listing = "[" + ", ".join(_sql_str(f) for f in singles) + "]"
@@ -188,6 +190,27 @@ def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
     read = {str(r[0]) for r in db.rows("SELECT DISTINCT file FROM hm_docs")}
     _stage_docs(db)
     return [p for p in paths if str(p) not in read]
+
+
+def _read_documents(db: HubDatabase, paths: list[Path]) -> None:
+    listing = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
+    source = (
+        f"read_json({listing}, format='auto', filename=true, maximum_object_size={MAX_DOCUMENT_BYTES},"
+        " columns={'resourceType': 'VARCHAR', 'type': 'VARCHAR', 'entry': 'STRUCT(resource JSON)[]'})"
+        if paths
+        else "(SELECT NULL::VARCHAR AS filename, NULL::VARCHAR AS resourceType, NULL::VARCHAR AS type,"
+        " NULL::STRUCT(resource JSON)[] AS entry WHERE false)"
+    )
+    # A typed read parses each Bundle once and keeps each entry's resource as JSON text.
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_docs AS
+        SELECT filename AS file, resourceType AS doc_type, "type" AS bundle_type,
+               list_transform(entry, lambda e: e.resource) AS entries, NULL::JSON AS doc
+        FROM {source}
+        WHERE resourceType IS NOT NULL
+        """
+    )
 
 
 def stage_bundle_text(db: HubDatabase, text: str, name: str = "posted-bundle") -> bool:

@@ -1,0 +1,5 @@
+"""``python -m healthmesh`` runs the command line."""
+
+from healthmesh.cli import main
+
+main()
