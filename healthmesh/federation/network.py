@@ -110,7 +110,8 @@ class FlowerNetwork:
     # -- life cycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> FlowerNetwork:
-        self.start()
+        if not self.running:  # start_hub_network() hands over a network that is already up
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -151,6 +152,8 @@ class FlowerNetwork:
 
     def start(self) -> FlowerNetwork:
         """Start the SuperLink and the SuperNodes and wait until every SuperNode has connected."""
+        if self.superlink is not None or self.supernodes:
+            raise FederationError("this network is already started; stop() it before starting it again")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.flwr_home.mkdir(parents=True, exist_ok=True)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def row_shaped_parts(content: dict[str, Any], row_counts: set[int]) -> list[str]
     return found
 
 
+def no_process_mentions(folder: Path) -> bool:
+    """True when no running process has ``folder`` on its command line (children included)."""
+    found = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
+    return found.returncode == 1
+
+
 def audited_replies(audit_dir: Path, site: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (audit_dir / f"{site}.jsonl").read_text().splitlines()]
 
@@ -78,6 +85,7 @@ def test_train_table_over_tls_sends_only_aggregates(site_tables: dict[str, Path]
     assert abs(saved["federated_auroc"] - saved["centralised_auroc"]) < 0.05
     assert saved["bytes_exchanged"] > 0 and saved["strategy"] == "fedprox" and saved["rounds"] == 1
 
+    assert no_process_mentions(workdir)
     # TLS: the SuperLink served HTTPS with our certificate and every client was told to verify it.
     assert "insecure" not in (workdir / "logs" / "superlink.log").read_text().lower()
     assert "root-certificates" in (workdir / "flwr-home" / "config.toml").read_text()
@@ -103,8 +111,12 @@ def test_hub_cdms_study_count_train_validate_over_tls(
     hubs = dict(generated_hubs)  # gyeonggi and busan, 1,500 generated people each
     audit = tmp_path / "audit"
     with start_hub_network(hubs, tmp_path / "network", tls=True, audit_dir=audit) as network:
+        started = [network.superlink, *network.supernodes]
+        assert len(started) == 3  # one SuperLink, one SuperNode per hub
         study = federated_study(network, [201826], strategy="fedavg", rounds=1, risk_task="t2dm-3y")
     assert not network.running
+    assert all(node is not None and node.process.poll() is not None for node in started)
+    assert no_process_mentions(tmp_path / "network")
 
     direct = {name: hub_concept_counts(str(db), {"concept_ids": [201826]}, 5)[0] for name, db in hubs.items()}
     assert study["count"]["per_site"] == direct
