@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     database_url: str | None = None
     min_cell_count: int = 5
+    # JSON {"client_id": {"secret": "...", "roles": ["researcher"]}} for the hub service's token endpoint.
+    api_clients: SecretStr | None = None
 
     def checked_secret(self) -> str | None:
         """The configured secret, refusing a placeholder outside development."""
