@@ -7,7 +7,9 @@ Rules (DataSHIELD and OHDSI practice):
 * complementary suppression: in every *line* of a table (the cells that share all group values but
   one, whose sum is a margin the reader may know or that the same release publishes), a single
   suppressed cell could be recovered by subtraction, so the smallest other cell of that line is
-  suppressed too, repeated until no line holds exactly one suppressed cell;
+  suppressed too, repeated until no line holds exactly one suppressed cell. This is the line-wise
+  heuristic of statistical offices; in very sparse tables (a line of one cell, a margin that is
+  itself small) protection also needs every published margin to pass these functions;
 * quantiles (and any other statistic) over fewer than ``min_count`` persons are suppressed.
 
 Federation, the API, characterization, the catalog and the quality report all call these
@@ -115,9 +117,13 @@ def suppress_counts(
                 cells = pd.Index(index)
                 if int(suppressed[cells].sum()) != 1:
                     continue
-                candidates = counts[cells][~suppressed[cells] & (counts[cells] > 0)]
+                open_cells = counts[cells][~suppressed[cells]]
+                # The smallest positive cell; a zero cell (present as a row) only when none is left.
+                candidates = open_cells[open_cells > 0]
+                candidates = candidates if not candidates.empty else open_cells
                 if candidates.empty:
-                    # A line of one cell: its margin equals the cell and is itself below min_count.
+                    # A line of one cell: its margin equals the cell, so publish that margin only
+                    # through safe_count / suppress_counts too.
                     continue
                 suppressed[candidates.idxmin()] = True
                 changed = True

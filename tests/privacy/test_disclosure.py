@@ -81,3 +81,10 @@ def test_release_guard_names_the_offending_count() -> None:
 def test_missing_columns_are_reported() -> None:
     with pytest.raises(PrivacyError, match="not in the table"):
         suppress_counts(pd.DataFrame({"n": [1]}), "n", ["region"])
+
+
+def test_zero_cells_complement_when_no_positive_cell_is_left() -> None:
+    truth = pd.DataFrame({"sex": ["F", "F", "M", "M"], "band": ["a", "b", "a", "b"], "n": [3, 0, 10, 20]})
+    released = suppress_counts(truth, "n", ["sex", "band"], min_count=5)
+    assert _recovered_by_subtraction(released, truth, "n", ["sex", "band"]) == []
+    assert released["suppressed"].tolist() == [True, True, True, True]
