@@ -23,13 +23,18 @@ __all__ = [
 
 
 def create_hub(path: str, vocabulary: str | None = None) -> HubDatabase:
-    """Open ``path``, create the CDM tables and load the vocabulary if the hub has none yet."""
+    """Open ``path`` (DuckDB file or ``postgresql://`` URL), create the CDM tables, load the vocabulary if none."""
     from pathlib import Path
 
     db = connect(path)
     init_cdm(db)
     if vocabulary is not None or not db.scalar("SELECT count(*) FROM concept"):
-        load_vocabulary(db, Path(vocabulary) if vocabulary else None)
+        if db.dialect == "postgres":  # read and derived in a scratch DuckDB, then copied over
+            from healthmesh.cdm.postgres import load_vocabulary_postgres
+
+            load_vocabulary_postgres(db, Path(vocabulary) if vocabulary else None)
+        else:
+            load_vocabulary(db, Path(vocabulary) if vocabulary else None)
     return db
 
 

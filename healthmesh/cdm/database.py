@@ -1,7 +1,8 @@
 """The storage seam: every domain talks to a hub's CDM through ``HubDatabase``.
 
-DuckDB (a file) is the embedded default. SQL is written once in DuckDB's dialect; a PostgreSQL
-backend can plug in here by transpiling with sqlglot, without touching the domains.
+DuckDB (a file) is the embedded default. SQL is written once in DuckDB's dialect; a
+``postgresql://`` URL opens the PostgreSQL backend (``healthmesh.cdm.postgres``), which transpiles
+it with sqlglot, so the domains run unchanged on either engine.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ class HubDatabase:
 
 
 def connect(path: str | Path, read_only: bool = False, threads: int | None = None) -> HubDatabase:
-    """Open (or create) the hub database at ``path``."""
+    """Open (or create) the hub database at ``path``: a DuckDB file, or a ``postgresql://`` URL."""
+    from healthmesh.cdm.postgres import connect_postgres, is_postgres_url
+
+    if is_postgres_url(path):
+        return connect_postgres(str(path))
     target = Path(path)
     if read_only and not target.exists():
         raise CDMError(f"no hub database at {target}; create one with `healthmesh cdm init --db {target}`")

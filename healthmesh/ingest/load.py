@@ -169,6 +169,10 @@ def ingest_paths(
     Each batch is staged, then mapped and committed in one transaction; with ``strict`` the whole
     load is one transaction, rolled back when anything is rejected.
     """
+    if db.dialect == "postgres":  # mapped in a scratch DuckDB, then upserted (to_postgres.py)
+        from healthmesh.ingest.to_postgres import ingest_paths_postgres
+
+        return ingest_paths_postgres(db, paths, hub, secret_key, strict, progress)  # type: ignore[arg-type]
     started = time.perf_counter()
     report = IngestReport(hub=hub, database=str(db.path), strict=strict)
     sources = discover(paths)
@@ -245,6 +249,10 @@ def _finish(db: HubDatabase, report: IngestReport, started: float) -> IngestRepo
 
 def ingest_bundle(db: HubDatabase, bundle: str | bytes, hub: str, secret_key: bytes) -> IngestReport:
     """Load one posted FHIR Bundle atomically: all of it, or (if any record is rejected) nothing."""
+    if db.dialect == "postgres":  # mapped in a scratch DuckDB, then upserted (to_postgres.py)
+        from healthmesh.ingest.to_postgres import ingest_bundle_postgres
+
+        return ingest_bundle_postgres(db, bundle, hub, secret_key)  # type: ignore[arg-type]
     text = bundle.decode("utf-8", errors="replace") if isinstance(bundle, bytes) else bundle
     report = IngestReport(hub=hub, database=str(db.path), strict=True)
     _prepare(db, hub, secret_key)

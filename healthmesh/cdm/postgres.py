@@ -1,0 +1,465 @@
+"""A hub's CDM in PostgreSQL, behind the same ``HubDatabase`` seam as DuckDB.
+
+Domain SQL is written once in DuckDB's dialect. ``PostgresHubDatabase`` transpiles each statement
+with sqlglot (cached) and fills the gaps sqlglot leaves: ``CREATE OR REPLACE TABLE`` becomes a drop
+and a create, ``GROUP BY ALL`` lists the non-aggregate columns, ``INSERT ... BY NAME`` gets its
+column list from the select's names, ``year()`` stays an integer. Its ``con`` answers the DuckDB
+calls the domains make (``execute(...).fetchall() / .df() / .fetchnumpy()``, ``register`` of a
+DataFrame, ``executemany``), so a domain runs unchanged on either engine. The CDM lives in the
+schema ``main`` (DuckDB's name for it), so catalog queries read the same on both engines.
+Bulk moves between DuckDB and PostgreSQL go through CSV and ``COPY`` (DuckDB's postgres extension
+cannot be downloaded here).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg
+import sqlglot
+from psycopg.adapt import Loader
+from sqlglot import exp
+
+from healthmesh.cdm.database import HubDatabase
+from healthmesh.errors import CDMError
+
+__all__ = [
+    "SCHEMA",
+    "PostgresConnection",
+    "PostgresHubDatabase",
+    "PostgresQueryError",
+    "connect_postgres",
+    "copy_duckdb_to_postgres",
+    "copy_postgres_to_duckdb",
+    "is_postgres_url",
+    "redact_url",
+    "to_postgres_sql",
+]
+
+SCHEMA = "main"
+_URL = re.compile(r"^postgres(?:ql)?(?:\+psycopg)?:/+", re.IGNORECASE)
+_PARAM = "hm_param_placeholder__"
+_COPY_CHUNK = 1 << 20
+_ALIASES = itertools.count(1)
+
+
+class PostgresQueryError(CDMError, duckdb.Error):
+    """A failed statement on PostgreSQL. Also a ``duckdb.Error``, so domain code that translates
+    DuckDB's errors (``except duckdb.Error``) translates these the same way."""
+
+
+def is_postgres_url(target: object) -> bool:
+    """True for ``postgresql://...`` (also when a ``Path`` collapsed its ``//``)."""
+    return bool(_URL.match(str(target)))
+
+
+def normalise_url(target: object) -> str:
+    return _URL.sub("postgresql://", str(target), count=1)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for reports and messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# --- SQL: DuckDB dialect in, PostgreSQL out -----------------------------------------------------
+
+
+def _is_aggregate(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Window):
+        return False
+    if isinstance(node, exp.AggFunc):
+        return True
+    return any(_is_aggregate(child) for child in node.iter_expressions() if not isinstance(child, exp.Window))
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Year | exp.Month | exp.Day):
+        part = {exp.Year: "YEAR", exp.Month: "MONTH", exp.Day: "DAY"}[type(node)]
+        return exp.cast(exp.Extract(this=exp.var(part), expression=node.this.copy()), "BIGINT")
+    if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):
+        # PostgreSQL 15 wants a name on every derived table; DuckDB does not.
+        node.set("alias", exp.TableAlias(this=exp.to_identifier(f"hm_q{next(_ALIASES)}")))
+    if isinstance(node, exp.Placeholder):
+        name = node.args.get("this")
+        return exp.var(f"{_PARAM}{name}__" if isinstance(name, str) and name.isidentifier() else _PARAM)
+    if (
+        isinstance(node, exp.Select)
+        and isinstance(node.args.get("group"), exp.Group)
+        and node.args["group"].args.get("all")
+    ):
+        keys = [
+            exp.Literal.number(i)
+            for i, projection in enumerate(node.expressions, start=1)
+            if not _is_aggregate(projection.unalias())
+        ]
+        node.set("group", exp.Group(expressions=keys) if keys else None)
+    if isinstance(node, exp.Insert) and node.args.get("by_name"):
+        select = node.expression
+        names = [p.alias_or_name for p in select.expressions] if isinstance(select, exp.Select) else []
+        if not names or any(not n or n == "*" for n in names):
+            raise CDMError("INSERT ... BY NAME on PostgreSQL needs a select whose columns all have names")
+        node.set("by_name", False)
+        node.set("this", exp.Schema(this=node.this.copy(), expressions=[exp.to_identifier(n) for n in names]))
+    return node
+
+
+def _statements(tree: exp.Expression) -> list[exp.Expression]:
+    """``CREATE OR REPLACE TABLE/VIEW`` becomes ``DROP ... IF EXISTS`` then ``CREATE``."""
+    if isinstance(tree, exp.Create) and tree.args.get("replace") and tree.kind in ("TABLE", "VIEW"):
+        tree.set("replace", False)
+        table = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        drop = exp.Drop(tables=[table.copy()], kind=tree.kind, exists=True)
+        return [drop, tree]
+    return [tree]
+
+
+@lru_cache(maxsize=4096)
+def to_postgres_sql(sql: str) -> tuple[tuple[str, bool], ...]:
+    """PostgreSQL statements for one DuckDB-dialect string: ``(sql, has_parameters)`` each.
+
+    Parameters come out as ``%s`` (``%(name)s`` for ``$name``) with other ``%`` doubled, ready for
+    psycopg; a statement without parameters is returned unescaped.
+    """
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
+    except sqlglot.errors.ParseError as error:
+        raise CDMError(
+            f"cannot read this SQL to transpile it for PostgreSQL: {str(error).splitlines()[0]}"
+        ) from error
+    out: list[tuple[str, bool]] = []
+    for tree in trees:
+        for statement in _statements(tree.transform(_rewrite)):
+            text = statement.sql(dialect="postgres")
+            if _PARAM not in text:
+                out.append((text, False))
+                continue
+            text = text.replace("%", "%%")
+            text = re.sub(rf"{_PARAM}(\w+?)__", r"%(\1)s", text).replace(_PARAM, "%s")
+            out.append((text, True))
+    return tuple(out)
+
+
+# --- results shaped like DuckDB's ---------------------------------------------------------------
+
+
+class _NumberLoader(Loader):
+    """NUMERIC as int or float (as DuckDB hands back sums and averages), never Decimal."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+
+
+_INT_OIDS = {20, 21, 23, 26}
+_FLOAT_OIDS = {700, 701}
+_DATE_OIDS = {1082, 1114, 1184}
+_BOOL_OID = 16
+_NUMERIC_OID = 1700
+
+
+class PostgresResult:
+    """The rows of one statement, with DuckDB's fetch methods."""
+
+    def __init__(self, columns: list[tuple[str, int]], rows: list[tuple[Any, ...]]) -> None:
+        self.description = [(name, oid) for name, oid in columns]
+        self._rows = rows
+        self._next = 0
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._next = self._rows[self._next :], len(self._rows)
+        return rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def df(self) -> pd.DataFrame:
+        data = {}
+        values = list(zip(*self._rows, strict=True)) if self._rows else [()] * len(self.description)
+        for (name, oid), column in zip(self.description, values, strict=True):
+            data[name] = _series(list(column), oid)
+        return pd.DataFrame(data)
+
+    fetchdf = df
+
+    def fetchnumpy(self) -> dict[str, np.ndarray]:
+        frame = self.df()
+        return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+def _series(values: list[Any], oid: int) -> pd.Series:
+    has_null = any(v is None for v in values)
+    if oid == _NUMERIC_OID:
+        oid = 20 if all(isinstance(v, int) for v in values if v is not None) else 701
+    if oid in _INT_OIDS:
+        return pd.Series(values, dtype="Int64" if has_null else "int64")
+    if oid in _FLOAT_OIDS:
+        return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+    if oid in _DATE_OIDS:
+        return (
+            pd.Series(pd.to_datetime(pd.Series(values, dtype="object")), dtype="datetime64[us]")
+            if oid != 1184
+            else pd.Series(pd.to_datetime(values, utc=True))
+        )
+    if oid == _BOOL_OID:
+        return pd.Series(values, dtype="boolean" if has_null else "bool")
+    return pd.Series(values, dtype="object")
+
+
+# --- the connection ----------------------------------------------------------------------------
+
+
+class PostgresConnection:
+    """A psycopg connection that answers the DuckDB connection calls the domains make."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> PostgresResult:
+        statements = to_postgres_sql(sql)
+        result = PostgresResult([], [])
+        try:
+            with self.raw.cursor() as cursor:
+                for text, takes_params in statements:
+                    cursor.execute(text, params if takes_params and params else None)  # type: ignore[arg-type]
+                    if cursor.description is not None:
+                        columns = [(c.name, c.type_code) for c in cursor.description]
+                        result = PostgresResult(columns, cursor.fetchall())
+        except psycopg.Error as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise PostgresQueryError(f"query failed on PostgreSQL: {message}") from error
+        return result
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> PostgresResult:
+        return self._run(sql, params)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        ((text, _),) = to_postgres_sql(sql)
+        try:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(text, list(params))  # type: ignore[arg-type]
+        except psycopg.Error as error:
+            raise PostgresQueryError(f"query failed on PostgreSQL: {error}") from error
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Like DuckDB's ``register``: the frame becomes a (temp) table that SQL can read by ``name``."""
+        self.unregister(name)
+        columns = ", ".join(f'"{c}" {_pg_type(frame[c])}' for c in frame.columns)
+        self._run(f"CREATE TEMP TABLE {name} ({columns})", None)
+        if len(frame):
+            copy_rows(self.raw, name, list(frame.columns), _python_rows(frame))
+
+    def unregister(self, name: str) -> None:
+        self._run(f"DROP TABLE IF EXISTS {name}", None)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _pg_type(column: pd.Series) -> str:
+    kind = column.dtype.kind
+    if kind in "iu":
+        return "BIGINT"
+    if kind == "f":
+        return "DOUBLE PRECISION"
+    if kind == "b":
+        return "BOOLEAN"
+    if kind == "M":
+        return "TIMESTAMP"
+    sample = column.dropna()
+    first = sample.iloc[0] if len(sample) else None
+    if isinstance(first, bool | np.bool_):
+        return "BOOLEAN"
+    if isinstance(first, int | np.integer):
+        return "BIGINT"
+    if isinstance(first, float | np.floating):
+        return "DOUBLE PRECISION"
+    if isinstance(first, datetime | pd.Timestamp):
+        return "TIMESTAMP"
+    if isinstance(first, date):
+        return "DATE"
+    return "TEXT"
+
+
+def _python_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    cleaned = frame.astype(object).where(frame.notna(), None)
+    for row in cleaned.itertuples(index=False, name=None):
+        yield tuple(v.item() if isinstance(v, np.generic) else v for v in row)
+
+
+def copy_rows(
+    raw: psycopg.Connection[Any], table: str, columns: list[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    names = ", ".join(f'"{c}"' for c in columns)
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+class PostgresHubDatabase(HubDatabase):
+    """A hub's CDM in PostgreSQL (schema ``main``); the same methods as the DuckDB one."""
+
+    dialect = "postgres"
+
+    def __init__(self, con: PostgresConnection, url: str) -> None:
+        self.con = con  # type: ignore[assignment]
+        self.raw: psycopg.Connection[Any] = con.raw
+        self.path = None
+        self.url = url
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        self.con.execute(sql, params)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()
+
+    def df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, params).df()
+
+    def tables(self) -> set[str]:
+        """Tables of the hub and this session's temp tables (as DuckDB's ``main`` lists both)."""
+        return {
+            r[0]
+            for r in self.raw.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "OR table_schema = (SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema())",
+                [SCHEMA],
+            ).fetchall()
+        }
+
+    def __repr__(self) -> str:
+        return f"PostgresHubDatabase({redact_url(self.url)!r})"
+
+
+def connect_postgres(url: str) -> PostgresHubDatabase:
+    """Open the hub database at a ``postgresql://`` URL; creates the schema ``main`` when missing."""
+    url = normalise_url(url)
+    try:
+        raw = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CDMError(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}; is the server running "
+            "(`bash scripts/postgres.sh` starts a local one)?"
+        ) from error
+    raw.adapters.register_loader("numeric", _NumberLoader)
+    raw.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    raw.execute(f"SET search_path TO {SCHEMA}")
+    return PostgresHubDatabase(PostgresConnection(raw), url)
+
+
+# --- bulk copies between the engines -----------------------------------------------------------
+
+
+def copy_duckdb_to_postgres(
+    source: duckdb.DuckDBPyConnection,
+    select_sql: str,
+    target: PostgresHubDatabase,
+    table: str,
+    columns: list[str],
+) -> int:
+    """Append the rows of a DuckDB query to a PostgreSQL table (CSV through a temp file and COPY)."""
+    with tempfile.TemporaryDirectory(prefix="hm-copy-") as folder:
+        path = Path(folder) / "rows.csv"
+        source.execute(f"COPY ({select_sql}) TO '{path}' (FORMAT csv, HEADER false)")
+        names = ", ".join(f'"{c}"' for c in columns)
+        try:
+            with target.raw.cursor() as cursor:
+                with (
+                    cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy,
+                    path.open("rb") as handle,
+                ):
+                    while chunk := handle.read(_COPY_CHUNK):
+                        copy.write(chunk)
+                return cursor.rowcount
+        except psycopg.Error as error:
+            raise PostgresQueryError(f"copy into {table} failed on PostgreSQL: {error}") from error
+
+
+def copy_postgres_to_duckdb(
+    source: PostgresHubDatabase,
+    select_sql: str,
+    target: duckdb.DuckDBPyConnection,
+    table: str,
+    types: dict[str, str],
+) -> None:
+    """Append the rows of a PostgreSQL query to a DuckDB table whose columns are ``types``."""
+    with tempfile.TemporaryDirectory(prefix="hm-copy-") as folder:
+        path = Path(folder) / "rows.csv"
+        try:
+            with (
+                source.raw.cursor() as cursor,
+                cursor.copy(f"COPY ({select_sql}) TO STDOUT (FORMAT csv)") as copy,
+            ):
+                with path.open("wb") as handle:
+                    for chunk in copy:
+                        handle.write(chunk)
+        except psycopg.Error as error:
+            raise PostgresQueryError(f"copy out of PostgreSQL failed: {error}") from error
+        spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types.items()) + "}"
+        target.execute(
+            f"INSERT INTO {table} SELECT * FROM read_csv('{path}', header=false, columns={spec}, "
+            "allow_quoted_nulls=false, auto_detect=false)"
+        )
+
+
+# --- vocabulary --------------------------------------------------------------------------------
+
+_CONCEPT_MAP_DDL = (
+    "CREATE TABLE IF NOT EXISTS hm_concept_map (vocabulary_id TEXT, concept_code TEXT, "
+    "source_concept_id BIGINT, concept_id BIGINT, domain_id TEXT)"
+)
+
+
+def load_vocabulary_postgres(db: HubDatabase, directory: Path | None = None) -> dict[str, int]:
+    """``load_vocabulary`` for PostgreSQL: read, supplement and derive in a scratch DuckDB (the one
+    vocabulary code path), then replace the hub's vocabulary tables with COPY in one transaction."""
+    if not isinstance(db, PostgresHubDatabase):
+        raise CDMError("load_vocabulary_postgres needs a PostgreSQL hub; use load_vocabulary for DuckDB")
+    from healthmesh.cdm.database import connect, init_cdm
+    from healthmesh.cdm.schema import cdm_tables
+    from healthmesh.cdm.vocabulary import VOCABULARY_TABLES, load_vocabulary
+
+    with connect(":memory:") as scratch:
+        init_cdm(scratch)
+        counts = load_vocabulary(scratch, directory)
+        db.execute(_CONCEPT_MAP_DDL)
+        tables = {t: [f.name for f in cdm_tables()[t]] for t in VOCABULARY_TABLES}
+        tables["hm_concept_map"] = [
+            "vocabulary_id",
+            "concept_code",
+            "source_concept_id",
+            "concept_id",
+            "domain_id",
+        ]
+        db.execute("BEGIN")
+        try:
+            for table, columns in tables.items():
+                db.execute(f"DELETE FROM {table}")
+                quoted = ", ".join(f'"{c}"' for c in columns)
+                copy_duckdb_to_postgres(scratch.con, f"SELECT {quoted} FROM {table}", db, table, columns)
+            db.execute("COMMIT")
+        except BaseException:
+            db.raw.execute("ROLLBACK")
+            raise
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS hm_concept_map_code ON hm_concept_map (vocabulary_id, concept_code)"
+    )
+    db.execute("ANALYZE")
+    return counts
