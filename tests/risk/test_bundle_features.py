@@ -87,3 +87,26 @@ def test_bundle_score_equals_batch_score(
             assert from_bundle["top_features"] == from_batch["top_features"]
     finally:
         scorer.close()
+
+
+@pytest.mark.parametrize("task", ["t2dm-3y", "mi-stroke-5y", "ckd-3y"])
+def test_tasks_read_the_platform_cdm(generated: tuple[Path, Path], task: str) -> None:
+    # The platform's generator and ingest give the CDM shape every hub has; each task's SQL runs on it.
+    from healthmesh.cohorts import build_cohort
+    from healthmesh.risk.train import task_data
+
+    hub_path, _ = generated
+    with connect(hub_path, read_only=True) as db:
+        target = build_cohort(db, load_task(task).target())
+        people = db.scalar("SELECT count(*) FROM person")
+        data = task_data(
+            db,
+            load_task(task).model_copy(
+                update={"features": load_task(task).features.model_copy(update={"min_persons": 1})}
+            ),
+        )
+    counts = [step["persons"] for step in target.attrition]
+    assert counts == sorted(counts, reverse=True) and counts[0] <= people
+    assert 0 < len(data.rows) <= target.persons
+    assert "age" in data.names and any(name.startswith("value:LOINC:") for name in data.names)
+    assert set(np.unique(data.y)) <= {0, 1}
