@@ -90,6 +90,15 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):
         # PostgreSQL 15 wants a name on every derived table; DuckDB does not.
         node.set("alias", exp.TableAlias(this=exp.to_identifier(f"hm_q{next(_ALIASES)}")))
+    if isinstance(node, exp.IgnoreNulls) and isinstance(node.this, exp.AnyValue):
+        node = node.this
+    if isinstance(node, exp.AnyValue):  # PostgreSQL 16 has any_value; 15 does not
+        return exp.Min(this=node.this.copy())
+    if isinstance(node, exp.DateFromParts):  # sqlglot writes date_from_parts, which PostgreSQL lacks
+        parts = [node.args[k].copy() for k in ("year", "month", "day")]
+        return exp.Anonymous(this="make_date", expressions=parts)
+    if isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
+        return node.this  # unnest(range(a, b)): generate_series already returns rows
     if isinstance(node, exp.Placeholder):
         name = node.args.get("this")
         return exp.var(f"{_PARAM}{name}__" if isinstance(name, str) and name.isidentifier() else _PARAM)
@@ -164,7 +173,7 @@ class _NumberLoader(Loader):
             return float(text)
 
 
-_INT_OIDS = {20, 21, 23, 26}
+_INT_OIDS = {20, 21, 23}
 _FLOAT_OIDS = {700, 701}
 _DATE_OIDS = {1082, 1114, 1184}
 _BOOL_OID = 16
@@ -208,7 +217,8 @@ def _series(values: list[Any], oid: int) -> pd.Series:
     if oid == _NUMERIC_OID:
         oid = 20 if all(isinstance(v, int) for v in values if v is not None) else 701
     if oid in _INT_OIDS:
-        return pd.Series(values, dtype="Int64" if has_null else "int64")
+        bits = "32" if oid == 23 else "16" if oid == 21 else "64"  # DuckDB keeps INTEGER 32-bit too
+        return pd.Series(values, dtype=f"Int{bits}" if has_null else f"int{bits}")
     if oid in _FLOAT_OIDS:
         return pd.Series([np.nan if v is None else v for v in values], dtype="float64")
     if oid in _DATE_OIDS:
