@@ -76,8 +76,8 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         SELECT coalesce(c.resource_type, '(unreadable)'), count(*),
                count(*) FILTER (WHERE c.status = 'loaded'), count(*) FILTER (WHERE c.status = 'skipped'),
                count(*) FILTER (WHERE c.status = 'rejected'),
-               count(*) FILTER (WHERE c.status = 'loaded' AND o.concept_id > 0)
-        FROM hm_checked c LEFT JOIN hm_ok o ON o.record_id = c.record_id AND o.resource_type = c.resource_type
+               count(*) FILTER (WHERE c.status = 'loaded' AND e.concept_id > 0)
+        FROM hm_checked c LEFT JOIN hm_events e ON e.record_id = c.record_id
         WHERE c.parent_rid IS NULL GROUP BY ALL
         """
     )

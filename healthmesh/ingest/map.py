@@ -28,6 +28,8 @@ EVENT_TABLES: dict[str, tuple[str, str]] = {
     "device_exposure": ("device_exposure_id", "device_exposure_start_date"),
 }
 
+_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1"
+
 _DOMAIN_TABLE = {
     "Condition": "condition_occurrence",
     "Drug": "drug_exposure",
@@ -56,82 +58,96 @@ def prepare_connection(db: HubDatabase, salt: str) -> None:
         "INSERT INTO hm_code_system VALUES (?, ?)",
         [(k, v) for k, v in systems.items() if not k.startswith("_")],
     )
+    kinds = [(t, "clinical") for t in CLINICAL_TYPES]
+    kinds += [(t, "reference") for t in MAPPED_TYPES if t not in CLINICAL_TYPES]
+    kinds += [(t, "skipped") for t in sorted(R4_RESOURCE_TYPES) if t not in MAPPED_TYPES]
+    db.execute("CREATE OR REPLACE TEMP TABLE hm_resource_kind (resource_type VARCHAR, kind VARCHAR)")
+    db.con.executemany("INSERT INTO hm_resource_kind VALUES (?, ?)", kinds)
     db.execute(
         "CREATE TABLE IF NOT EXISTS hm_identifier_index (resource_type VARCHAR, identifier_hash VARCHAR, rid VARCHAR)"
     )
 
 
 def _check(db: HubDatabase) -> None:
-    clinical = _in(CLINICAL_TYPES)
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_checked AS
         WITH s AS (
-            SELECT *, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts, hm_ts(birth_raw) AS birth_ts,
-                   hm_ts(deceased_raw) AS deceased_ts, try_cast(value_num_raw AS DOUBLE) AS value_num,
-                   hm_ref(subject_ref) AS subject_id, hm_ref(visit_ref) AS visit_id
-            FROM hm_stage
+            SELECT st.*, coalesce(k.kind, 'unknown') AS kind, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts,
+                   hm_ts(birth_raw) AS birth_ts, hm_ts(deceased_raw) AS deceased_ts,
+                   try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(subject_ref) AS subject_id,
+                   hm_ref(visit_ref) AS visit_id
+            FROM hm_stage st LEFT JOIN hm_resource_kind k ON k.resource_type = st.resource_type
         ), r AS (
             SELECT *, CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
                 WHEN resource_type IS NULL THEN 'no resourceType'
-                WHEN resource_type NOT IN {_in(R4_RESOURCE_TYPES)}
-                    THEN 'unknown resourceType ''' || left(resource_type, 60) || ''''
-                WHEN resource_type NOT IN {_in(MAPPED_TYPES)} THEN NULL
+                WHEN kind = 'unknown' THEN 'unknown resourceType ' || {_quoted("resource_type", 60)}
+                WHEN kind = 'skipped' THEN NULL
                 WHEN rid IS NULL OR trim(rid) = '' THEN resource_type || ' without id'
-                WHEN length(rid) > 64 + coalesce(length(parent_rid) + 13, 0) THEN resource_type || ' id longer than 64 characters'
+                WHEN length(rid) > 64 + coalesce(length(parent_rid) + 13, 0)
+                    THEN resource_type || ' id longer than 64 characters'
                 WHEN resource_type = 'Patient' AND birth_raw IS NULL THEN 'Patient without birthDate'
                 WHEN resource_type = 'Patient' AND birth_ts IS NULL
-                    THEN 'birthDate ''' || left(birth_raw, 40) || ''' is not a FHIR date'
+                    THEN 'birthDate ' || {_quoted("birth_raw")} || ' is not a FHIR date'
                 WHEN resource_type = 'Patient' AND deceased_raw IS NOT NULL AND deceased_ts IS NULL
-                    THEN 'deceasedDateTime ''' || left(deceased_raw, 40) || ''' is not a FHIR dateTime'
-                WHEN resource_type IN {clinical} AND subject_ref IS NULL THEN resource_type || ' without subject'
-                WHEN resource_type IN {clinical} AND start_raw IS NULL THEN resource_type || ' without a date'
+                    THEN 'deceasedDateTime ' || {_quoted("deceased_raw")} || ' is not a FHIR dateTime'
+                WHEN kind = 'clinical' AND subject_ref IS NULL THEN resource_type || ' without subject'
+                WHEN kind = 'clinical' AND start_raw IS NULL THEN resource_type || ' without a date'
                 WHEN start_raw IS NOT NULL AND start_ts IS NULL
-                    THEN start_field || ' ''' || left(start_raw, 40) || ''' is not a FHIR date'
+                    THEN start_field || ' ' || {_quoted("start_raw")} || ' is not a FHIR date'
                 WHEN end_raw IS NOT NULL AND end_ts IS NULL
-                    THEN 'end date ''' || left(end_raw, 40) || ''' is not a FHIR date'
+                    THEN 'end date ' || {_quoted("end_raw")} || ' is not a FHIR date'
                 WHEN value_num_raw IS NOT NULL AND value_num IS NULL
-                    THEN 'valueQuantity.value ''' || left(value_num_raw, 40) || ''' is not a number'
-                WHEN resource_type IN {clinical} AND resource_type <> 'Encounter' AND code IS NULL
+                    THEN 'valueQuantity.value ' || {_quoted("value_num_raw")} || ' is not a number'
+                WHEN kind = 'clinical' AND resource_type <> 'Encounter' AND code IS NULL
                     THEN resource_type || ' without a code'
             END AS reason
             FROM s
         )
         SELECT *,
-               CASE WHEN reason IS NOT NULL THEN 'rejected'
-                    WHEN resource_type NOT IN {_in(MAPPED_TYPES)} THEN 'skipped'
-                    ELSE 'loaded' END AS status,
+               CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
+               AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid)
                     ELSE hm_key('Patient', subject_id) END AS person_id,
                hm_key(resource_type, rid) AS record_id
         FROM r
         """
     )
+
+
+def _quoted(column: str, length: int = 40) -> str:
+    """SQL for the value of ``column`` in single quotes, cut to ``length`` characters, for a reason."""
+    return f"chr(39) || left({column}, {length}) || chr(39)"
+
+
+def _dedupe_and_reference_rows(db: HubDatabase) -> str:
     # A resource sent twice in one load becomes one CDM row: keep its last copy.
     duplicates = db.scalar(
         "SELECT count(*) - count(DISTINCT (resource_type, rid)) FROM hm_checked WHERE status = 'loaded'"
     )
-    dedupe = (
-        "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1"
-        if duplicates
-        else ""
-    )
+    dedupe = _DEDUPE if duplicates else ""
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_ok AS
-        SELECT c.*, m.concept_id, m.source_concept_id, m.domain_id,
-               u.concept_id AS unit_concept_id, v.concept_id AS value_concept_id
-        FROM hm_checked c
-        LEFT JOIN hm_code_system cs ON cs.system = c.code_system
-        LEFT JOIN hm_concept_map m ON m.vocabulary_id = cs.vocabulary_id AND m.concept_code = c.code
-        LEFT JOIN hm_concept_map u ON u.vocabulary_id = 'UCUM' AND u.concept_code = c.value_unit
-        LEFT JOIN hm_code_system vs ON vs.system = c.value_system
-        LEFT JOIN hm_concept_map v ON v.vocabulary_id = vs.vocabulary_id AND v.concept_code = c.value_code
-        WHERE c.status = 'loaded'
+        SELECT c.*, {_VOCABULARY_COLUMNS}
+        FROM hm_checked c {_VOCABULARY_JOINS}
+        WHERE c.status = 'loaded' AND c.resource_type IN {_in(_REFERENCE_TYPES)}
         {dedupe}
         """
     )
+    return dedupe
+
+
+_REFERENCE_TYPES = ("Patient", "Organization", "Practitioner", "Location", "Encounter")
+_VOCABULARY_COLUMNS = "m.concept_id, m.source_concept_id, m.domain_id, u.concept_id AS unit_concept_id, v.concept_id AS value_concept_id"
+_VOCABULARY_JOINS = """
+    LEFT JOIN hm_code_system cs ON cs.system = c.code_system
+    LEFT JOIN hm_concept_map m ON m.vocabulary_id = cs.vocabulary_id AND m.concept_code = c.code
+    LEFT JOIN hm_concept_map u ON u.vocabulary_id = 'UCUM' AND u.concept_code = c.value_unit
+    LEFT JOIN hm_code_system vs ON vs.system = c.value_system
+    LEFT JOIN hm_concept_map v ON v.vocabulary_id = vs.vocabulary_id AND v.concept_code = c.value_code
+"""
 
 
 def _upsert(db: HubDatabase, table: str, key: str, select_sql: str) -> None:
@@ -269,11 +285,17 @@ def _default_table() -> str:
         ELSE 'observation' END"""
 
 
-def _events(db: HubDatabase) -> None:
+def _events(db: HubDatabase, dedupe: str) -> None:
     domain_case = " ".join(f"WHEN '{d}' THEN '{t}'" for d, t in _DOMAIN_TABLE.items())
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_events AS
+        WITH o AS (
+            SELECT c.*, {_VOCABULARY_COLUMNS}
+            FROM hm_checked c {_VOCABULARY_JOINS}
+            WHERE c.status = 'loaded' AND c.resource_type IN {_in(tuple(t for t in CLINICAL_TYPES if t != "Encounter"))}
+            {dedupe}
+        )
         SELECT o.record_id, o.person_id, coalesce(o.concept_id, 0) AS concept_id,
                coalesce(o.source_concept_id, 0) AS source_concept_id,
                CASE WHEN o.concept_id > 0 THEN CASE o.domain_id {domain_case} ELSE {_default_table()} END
@@ -281,10 +303,9 @@ def _events(db: HubDatabase) -> None:
                o.start_ts, o.end_ts, o.value_num, o.value_unit, coalesce(o.unit_concept_id, 0) AS unit_concept_id,
                o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
-        FROM hm_ok o
+        FROM o
         LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = hm_key('Encounter', o.visit_id)
         LEFT JOIN provider p ON p.provider_id = {_provider_key("o.provider_ref")}
-        WHERE o.resource_type IN {_in(tuple(t for t in CLINICAL_TYPES if t != "Encounter"))}
         """
     )
     for table, (key, _) in EVENT_TABLES.items():
@@ -330,8 +351,9 @@ def _events(db: HubDatabase) -> None:
 def map_stage(db: HubDatabase) -> None:
     """Check, then map everything in ``hm_stage`` into the CDM. Leaves ``hm_checked`` for the report."""
     _check(db)
+    dedupe = _dedupe_and_reference_rows(db)  # a resource sent twice in one batch becomes one CDM row
     _reference_tables(db)
-    _events(db)
+    _events(db, dedupe)
 
 
 def rebuild_derived(db: HubDatabase, hub: str, vocabulary_version: str) -> None:

@@ -1,4 +1,4 @@
-"""Privacy at the hub's door: disclosure control, re-identification risk and identifier scans.
+"""Privacy at the hub's door: keyed pseudonyms, disclosure control, re-identification risk, identifier scans.
 
 Everything that leaves a hub passes ``healthmesh.privacy.disclosure`` (small-cell and
 complementary suppression); ``kanonymity`` measures and reduces re-identification risk of
@@ -18,9 +18,11 @@ from healthmesh.privacy.disclosure import (
     suppress_statistics,
 )
 from healthmesh.privacy.kanonymity import RiskReport, anonymize, generalize, person_extract, risk_report
+from healthmesh.privacy.pseudonym import PSEUDONYM_LENGTH, pseudonym, register_pseudonym_function
 from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
 
 __all__ = [
+    "PSEUDONYM_LENGTH",
     "COUNT_KEYS",
     "DEFAULT_MIN_COUNT",
     "RiskReport",
@@ -31,6 +33,8 @@ __all__ = [
     "frame_records",
     "generalize",
     "person_extract",
+    "pseudonym",
+    "register_pseudonym_function",
     "risk_report",
     "safe_count",
     "scan_database",

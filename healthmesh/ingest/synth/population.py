@@ -345,7 +345,8 @@ def simulate_person(
         if age < 0 or p.deceased:
             continue
         v = p.vitals(age)
-        if rng.random() < (0.8 if age >= 18 else 0.5):
+        first_year = not p.last_event > p.birth  # everyone is seen at least once, so has an observation period
+        if first_year or rng.random() < (0.8 if age >= 18 else 0.5):
             eid = _checkup(p, out, day, age, v, site, doc)
             for name in list(p.conditions):
                 for code, display in _DRUGS.get(name, ()):
