@@ -41,6 +41,9 @@ def _register() -> None:
     app.add_typer(privacy.app, name="privacy")
     app.add_typer(forecast.app, name="forecast")
     quality.register(app)  # healthmesh quality | characterize | catalog
+    from healthmesh.cli import hub
+
+    app.add_typer(hub.app, name="hub")
 
 
 _register()

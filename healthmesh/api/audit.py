@@ -1,0 +1,107 @@
+"""The hub's append-only audit log: who did what, when, why, to how many rows, and how it ended.
+
+The log is the table ``hm_audit_log`` in the hub database. This module is the only code that
+touches it and it only ever ``INSERT``s and ``SELECT``s: there is no update or delete path, so a
+row once written stays as written. Each entry gets the next ``entry_id`` from a sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from healthmesh.cdm import HubDatabase
+
+__all__ = ["AUDIT_COLUMNS", "AUDIT_TABLE", "AuditEntry", "ensure_audit_table", "read_audit", "write_audit"]
+
+AUDIT_TABLE = "hm_audit_log"
+AUDIT_COLUMNS = (
+    "entry_id",
+    "logged_at",
+    "subject",
+    "role",
+    "method",
+    "route",
+    "purpose",
+    "rows_touched",
+    "status",
+    "outcome",
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    subject: str
+    role: str
+    method: str
+    route: str
+    purpose: str | None
+    rows_touched: int | None
+    status: int
+
+    @property
+    def outcome(self) -> str:
+        if self.status < 400:
+            return "ok"
+        return {401: "unauthenticated", 403: "forbidden"}.get(
+            self.status, "refused" if self.status < 500 else "error"
+        )
+
+
+def ensure_audit_table(db: HubDatabase) -> None:
+    db.execute("CREATE SEQUENCE IF NOT EXISTS hm_audit_log_seq START 1")
+    db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+            entry_id BIGINT PRIMARY KEY DEFAULT nextval('hm_audit_log_seq'),
+            logged_at TIMESTAMPTZ NOT NULL,
+            subject VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            route VARCHAR NOT NULL,
+            purpose VARCHAR,
+            rows_touched BIGINT,
+            status INTEGER NOT NULL,
+            outcome VARCHAR NOT NULL
+        )
+        """
+    )
+
+
+def write_audit(db: HubDatabase, entries: list[AuditEntry]) -> None:
+    """Append entries (one statement; the only write this table ever sees)."""
+    if not entries:
+        return
+    now = datetime.now(UTC)
+    db.con.executemany(
+        f"INSERT INTO {AUDIT_TABLE} (logged_at, subject, role, method, route, purpose, rows_touched, status, outcome) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [now, e.subject, e.role, e.method, e.route, e.purpose, e.rows_touched, e.status, e.outcome]
+            for e in entries
+        ],
+    )
+
+
+def read_audit(
+    db: HubDatabase, limit: int = 100, subject: str | None = None, since_id: int = 0
+) -> list[dict[str, Any]]:
+    """The newest entries first (at most ``limit``), optionally of one subject or after an entry id."""
+    where = ["entry_id > ?"]
+    params: list[Any] = [since_id]
+    if subject is not None:
+        where.append("subject = ?")
+        params.append(subject)
+    rows = db.rows(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {AUDIT_TABLE} WHERE {' AND '.join(where)} "
+        f"ORDER BY entry_id DESC LIMIT {int(limit)}",
+        params,
+    )
+    return [
+        {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in zip(AUDIT_COLUMNS, row, strict=True)
+        }
+        for row in rows
+    ]

@@ -1,0 +1,82 @@
+"""Start a hub service as a subprocess (``healthmesh demo`` and the benchmark call this)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from healthmesh.errors import ConfigError
+
+__all__ = ["hub_serve_command", "start_hub_service", "wait_until_ready"]
+
+
+def hub_serve_command(
+    hub: str,
+    db: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    models: dict[str, Path] | None = None,
+) -> list[str]:
+    """The command line of ``healthmesh hub serve`` for these arguments."""
+    command = [sys.executable, "-m", "healthmesh", "hub", "serve", "--hub", hub, "--db", str(db),
+               "--port", str(port), "--host", host]  # fmt: skip
+    for name, folder in (models or {}).items():
+        command += ["--model", f"{name}={folder}"]
+    return command
+
+
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 60.0
+) -> None:
+    """Poll ``url/health`` until it answers 200; ConfigError when the process dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ConfigError(
+                f"the hub service at {url} exited with code {process.returncode} before it was ready"
+            )
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise ConfigError(f"the hub service at {url} did not answer within {timeout_s:.0f} s")
+
+
+def start_hub_service(
+    hub: str,
+    db: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    models: dict[str, Path] | None = None,
+    env: dict[str, str] | None = None,
+    log_file: Path | None = None,
+    timeout_s: float = 60.0,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``healthmesh hub serve`` and wait until it answers; returns the process and its base URL.
+
+    Stop it with ``process.terminate()`` then ``process.wait()``.
+    """
+    output = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        hub_serve_command(hub, db, port, host=host, models=models),
+        env={**os.environ, **(env or {})},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{host}:{port}"
+    try:
+        wait_until_ready(url, process, timeout_s)
+    except ConfigError:
+        process.terminate()
+        process.wait(10)
+        raise
+    return process, url

@@ -1,0 +1,96 @@
+"""``healthmesh hub``: run a hub's web service, and mint tokens or list clients for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from healthmesh.errors import ConfigError
+
+app = typer.Typer(help="The hub service: FastAPI over the hub's CDM, with tokens, roles and an audit log.",
+                  no_args_is_help=True)  # fmt: skip
+console = Console()
+
+HubOption = Annotated[str, typer.Option("--hub", help="hub name (gwangju, gyeonggi, busan, ...)")]
+DbOption = Annotated[Path, typer.Option("--db", help="the hub's CDM (DuckDB file)")]
+
+
+def _models(values: list[str]) -> dict[str, Path]:
+    models = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(
+                f"--model takes NAME=DIR (a model folder from `healthmesh risk train`); got {value!r}"
+            )
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--model {name}: no model folder at {folder}")
+        models[name] = Path(folder)
+    return models
+
+
+@app.command()
+def serve(
+    hub: HubOption,
+    db: DbOption,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    host: Annotated[
+        str, typer.Option("--host", help="interface; loopback unless you mean to expose it")
+    ] = "127.0.0.1",
+    model: Annotated[list[str], typer.Option("--model", help="NAME=DIR of a trained model; repeatable")] = [],  # noqa: B006
+    scorers: Annotated[
+        int, typer.Option("--scorers", min=1, max=16, help="warm Bundle scorers per model")
+    ] = 2,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Serve the hub's API (OpenAPI at /docs) until Ctrl-C."""
+    import uvicorn
+
+    from healthmesh.api import config_from_settings, create_app
+
+    if not db.exists():
+        raise ConfigError(
+            f"no hub database at {db}; create one with `healthmesh cdm init --db {db}` or ingest"
+        )
+    config = config_from_settings(hub, db, _models(model), scorer_pool=scorers)
+    application = create_app(config)
+    console.print(
+        f"hub {hub}: http://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False
+    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@app.command()
+def token(
+    hub: HubOption,
+    db: DbOption,
+    role: Annotated[
+        str, typer.Option("--role", help="admin, clinician, peer-hub, public-health or researcher")
+    ],
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="who the token names; default the role")
+    ] = None,
+    ttl: Annotated[int, typer.Option("--ttl", min=60, help="lifetime in seconds")] = 3600,
+) -> None:
+    """Print a bearer token for ROLE, signed with the hub's secret (needs access to that secret)."""
+    from healthmesh.api import TokenIssuer, config_from_settings
+
+    config = config_from_settings(hub, db)
+    issuer = TokenIssuer(config.secret, hub, config.clients, ttl)
+    typer.echo(issuer.issue(subject or role, (role,)))
+
+
+@app.command()
+def clients(hub: HubOption, db: DbOption) -> None:
+    """List the clients of the token endpoint, with their roles and secrets (keep them safe)."""
+    from healthmesh.api import config_from_settings
+
+    config = config_from_settings(hub, db)
+    table = Table("client_id", "roles", "client_secret", title=f"clients of hub {hub}")
+    for client in config.clients.values():
+        table.add_row(client.client_id, ",".join(client.roles), client.secret)
+    console.print(table)
