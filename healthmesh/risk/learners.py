@@ -72,6 +72,18 @@ def _grid(name: str, seed: int, n_jobs: int) -> dict[str, list[Any]]:
     raise ModelError(f"unknown model {name!r}; choose among {', '.join(MODEL_NAMES)}")
 
 
+# Inner-CV AUROCs closer than this are a tie; the tie goes to the better log loss (better calibrated).
+AUROC_TIE = 0.005
+
+
+def _best_auroc_then_log_loss(results: dict[str, Any]) -> int:
+    """Index of the grid point to refit: best AUROC, near-ties broken by log loss."""
+    auc = np.asarray(results["mean_test_auc"], dtype=float)
+    nll = np.asarray(results["mean_test_nll"], dtype=float)
+    tied = np.flatnonzero(auc >= np.nanmax(auc) - AUROC_TIE)
+    return int(tied[np.nanargmax(nll[tied])])
+
+
 def model_label(params: dict[str, Any]) -> str:
     """A short name for a chosen grid point: ``logistic-l1 (C=0.1)`` or ``lightgbm (num_leaves=7)``."""
     model = params["model"]
@@ -102,9 +114,9 @@ def choose_model(
     search = GridSearchCV(
         pipeline,
         grids,
-        scoring="roc_auc",
+        scoring={"auc": "roc_auc", "nll": "neg_log_loss"},
         cv=StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed),
-        refit=True,
+        refit=_best_auroc_then_log_loss,
         n_jobs=1,
         error_score="raise",
     )
@@ -115,4 +127,9 @@ def choose_model(
             search.fit(X, y)
         except ValueError as error:
             raise ModelError(f"model fitting failed: {error}") from error
-    return search.best_estimator_, model_label(search.best_params_), float(search.best_score_)
+    best = int(search.best_index_)
+    return (
+        search.best_estimator_,
+        model_label(search.best_params_),
+        float(search.cv_results_["mean_test_auc"][best]),
+    )
