@@ -62,6 +62,10 @@ class HubDatabase:
         present = self.tables()
         return {t: int(self.scalar(f"SELECT count(*) FROM {t}")) for t in names if t in present}
 
+    def cursor(self) -> HubDatabase:
+        """Another handle on the same database for another thread (close it when done)."""
+        return HubDatabase(self.con.cursor(), self.path)
+
     def close(self) -> None:
         self.con.close()
 

@@ -97,6 +97,11 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.DateFromParts):  # sqlglot writes date_from_parts, which PostgreSQL lacks
         parts = [node.args[k].copy() for k in ("year", "month", "day")]
         return exp.Anonymous(this="make_date", expressions=parts)
+    if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
+        return exp.Anonymous(
+            this="to_char",
+            expressions=[node.this.copy(), exp.Literal.string(_to_char_format(node.args["format"].this))],
+        )
     if isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
         return node.this  # unnest(range(a, b)): generate_series already returns rows
     if isinstance(node, exp.Placeholder):
@@ -121,6 +126,31 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         node.set("by_name", False)
         node.set("this", exp.Schema(this=node.this.copy(), expressions=[exp.to_identifier(n) for n in names]))
     return node
+
+
+_STRFTIME = {
+    "Y": "YYYY", "y": "YY", "m": "MM", "d": "DD", "H": "HH24", "M": "MI", "S": "SS", "G": "IYYY",
+    "V": "IW", "j": "DDD", "u": "ID", "b": "Mon", "B": "FMMonth", "a": "Dy", "A": "FMDay", "%": "%",
+}  # fmt: skip
+
+
+def _to_char_format(strftime: str) -> str:
+    """A strftime format as a PostgreSQL ``to_char`` pattern; literal text is quoted (sqlglot
+    leaves the ``W`` of ``%G-W%V`` bare, and ``to_char`` reads it as week of month)."""
+    out, literal, i = [], "", 0
+    while i < len(strftime):
+        if strftime[i] == "%" and i + 1 < len(strftime) and strftime[i + 1] in _STRFTIME:
+            if literal:
+                out.append('"' + literal.replace('"', '\\"') + '"')
+                literal = ""
+            out.append(_STRFTIME[strftime[i + 1]])
+            i += 2
+        else:
+            literal += strftime[i]
+            i += 1
+    if literal:
+        out.append('"' + literal.replace('"', '\\"') + '"')
+    return "".join(out)
 
 
 def _statements(tree: exp.Expression) -> list[exp.Expression]:
@@ -352,6 +382,10 @@ class PostgresHubDatabase(HubDatabase):
                 [SCHEMA],
             ).fetchall()
         }
+
+    def cursor(self) -> PostgresHubDatabase:
+        """Another connection to the same database, for another thread (close it when done)."""
+        return connect_postgres(self.url)
 
     def __repr__(self) -> str:
         return f"PostgresHubDatabase({redact_url(self.url)!r})"
