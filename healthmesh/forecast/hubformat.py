@@ -104,6 +104,8 @@ def write_hub_forecasts(rows: pd.DataFrame, out_dir: Path, model: str) -> Path:
     file = folder / f"{date}-{model}.csv"
     out = rows[HUB_COLUMNS].copy()
     out["reference_date"] = date
+    # Levels as the hubs write them ("0.01", "0.5"), not with the values' fixed decimals.
+    out["output_type_id"] = [f"{float(q):g}" for q in out["output_type_id"]]
     out["target_end_date"] = pd.to_datetime(out["target_end_date"]).dt.strftime("%Y-%m-%d")
     out.to_csv(file, index=False, float_format="%.4f")
     return file
