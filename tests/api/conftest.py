@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healthmesh.api import HubConfig, create_app, default_clients
-from healthmesh.cdm import connect
 
 REPO = Path(__file__).resolve().parents[2]
 HUB = "gyeonggi"
@@ -20,14 +19,17 @@ SECRET = "api-test-secret-0123456789abcdef-0123"
 
 
 @pytest.fixture(scope="session")
-def api_model(generated_hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A t2dm-3y model (L1 logistic regression) trained on the generated hub."""
+def api_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A t2dm-3y model (L1 logistic regression) trained on the risk package's toy CDM (known signal)."""
+    from healthmesh.cdm import create_hub
     from healthmesh.risk import train_task
+    from healthmesh.risk.toycdm import populate_toy_cdm
 
-    out = tmp_path_factory.mktemp("api-model") / "t2dm"
-    with connect(generated_hub, read_only=True) as db:
-        train_task(db, "t2dm-3y", out, hub=HUB, models=["logistic-l1"])
-    return out
+    folder = tmp_path_factory.mktemp("api-model")
+    with create_hub(str(folder / "toy.duckdb")) as db:
+        populate_toy_cdm(db, 2000, seed=11)
+        train_task(db, "t2dm-3y", folder / "t2dm", hub=HUB, models=["logistic-l1"])
+    return folder / "t2dm"
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +96,8 @@ def auth(client: TestClient) -> Callable[[str], dict[str, str]]:
 @pytest.fixture(scope="session")
 def get_token() -> Callable[[TestClient, str], str]:
     return token_for
+
+
+@pytest.fixture(scope="session")
+def make_hub_config() -> Callable[[Path, Path | None], HubConfig]:
+    return make_config

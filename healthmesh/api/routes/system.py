@@ -7,7 +7,6 @@ import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import ORJSONResponse
 
 from healthmesh.api.deps import get_state
 
@@ -16,7 +15,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", response_class=ORJSONResponse)
+@router.get("/health")
 async def health() -> dict[str, str]:
     """Liveness: answers without touching data or needing a token."""
     return {"status": "ok"}
