@@ -48,9 +48,17 @@ def fan_chart(
     return path
 
 
-def rt_chart(rt: pd.DataFrame, path: Path, title: str) -> Path:
-    """Rt over time with its 95% credible interval and the epidemic threshold R = 1."""
+def rt_chart(rt: pd.DataFrame, path: Path, title: str, history_days: int = 730) -> Path:
+    """Rt over time with its 95% credible interval and the epidemic threshold R = 1.
+
+    Shows the last ``history_days``; weeks or days without an estimate (between epidemics) are
+    left as gaps instead of being bridged by a line.
+    """
     data = rt.sort_values("ds")
+    data = data[data["ds"] >= data["ds"].max() - pd.Timedelta(days=history_days)]
+    step = data["ds"].diff().dropna().min() if len(data) > 1 else pd.Timedelta(days=1)
+    grid = pd.date_range(data["ds"].min(), data["ds"].max(), freq=step)
+    data = data.set_index("ds").reindex(grid).rename_axis("ds").reset_index()
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
     ax.fill_between(
         data["ds"], data["lower"], data["upper"], color="tab:red", alpha=0.25, linewidth=0, label="95% CrI"

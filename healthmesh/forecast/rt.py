@@ -55,8 +55,14 @@ def estimate_rt(
     prior_mean: float = 5.0,
     prior_sd: float = 5.0,
     levels: tuple[float, ...] = (0.025, 0.25, 0.5, 0.75, 0.975),
+    min_infectiousness: float = 5.0,
 ) -> pd.DataFrame:
-    """Posterior of R over sliding windows; one row per window end ``t`` (index into ``incidence``)."""
+    """Posterior of R over sliding windows; one row per window end ``t`` (index into ``incidence``).
+
+    Windows whose summed infectiousness is below ``min_infectiousness`` (about that many recent
+    cases) are left out: between epidemics there is nothing to learn and the posterior would only
+    repeat the prior.
+    """
     incidence = np.asarray(incidence, dtype=float)
     if (incidence < 0).any() or not np.isfinite(incidence).all():
         raise ForecastError("incidence must be finite and >= 0 for Rt estimation")
@@ -72,7 +78,7 @@ def estimate_rt(
     for t in range(window, n):
         span = slice(t - window + 1, t + 1)
         lam = infectiousness[span].sum()
-        if lam <= 0:
+        if lam <= 0 or lam < min_infectiousness:
             continue
         shape = a_prior + incidence[span].sum()
         scale = 1.0 / (1.0 / b_prior + lam)
