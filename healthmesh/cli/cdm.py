@@ -15,7 +15,9 @@ console = Console()
 
 @app.command("init")
 def init(
-    db: Path = typer.Option(..., "--db", help="Hub database file (DuckDB)."),
+    db: Path = typer.Option(
+        ..., "--db", help="Hub database: DuckDB file or postgresql:// URL.", envvar="HEALTHMESH_DATABASE_URL"
+    ),
     vocabulary: Path | None = typer.Option(
         None, "--vocabulary", help="Athena vocabulary folder; default: bundled subset."
     ),
@@ -29,10 +31,17 @@ def init(
 
 @app.command("vocab")
 def vocab(
-    db: Path = typer.Option(..., "--db", help="Hub database file."),
+    db: Path = typer.Option(
+        ..., "--db", help="Hub database: DuckDB file or postgresql:// URL.", envvar="HEALTHMESH_DATABASE_URL"
+    ),
     path: Path = typer.Option(..., "--path", help="Folder of Athena or CDM-form vocabulary files."),
 ) -> None:
     """Replace the hub's vocabulary with the files in PATH."""
     with connect(db) as hub:
-        counts = load_vocabulary(hub, path)
+        if hub.dialect == "postgres":  # read in a scratch DuckDB, copied over
+            from healthmesh.cdm.postgres import load_vocabulary_postgres
+
+            counts = load_vocabulary_postgres(hub, path)
+        else:
+            counts = load_vocabulary(hub, path)
     console.print(", ".join(f"{t}: {n:,}" for t, n in counts.items()))

@@ -18,7 +18,9 @@ console = Console()
 @app.command("count")
 def count(
     definition: str = typer.Argument(..., help="Cohort definition JSON file, or a built-in name."),
-    db: Path = typer.Option(..., "--db", help="Hub CDM database file."),
+    db: Path = typer.Option(
+        ..., "--db", help="Hub CDM: DuckDB file or postgresql:// URL.", envvar="HEALTHMESH_DATABASE_URL"
+    ),
 ) -> None:
     """Build the cohort on a hub and print the counts after each step (attrition)."""
     cohort = load_cohort(definition)

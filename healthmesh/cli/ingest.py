@@ -11,7 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from healthmesh.cdm import create_hub
+from healthmesh.cdm.postgres import is_postgres_url
 from healthmesh.config import Settings, hub_secret_key
+from healthmesh.errors import ConfigError
 from healthmesh.ingest import IngestReport, ingest_paths, report_path_for
 
 console = Console()
@@ -22,6 +24,13 @@ EXIT_REJECTED = 1
 
 def hub_key(db: Path) -> bytes:
     """The hub's secret key; says once when a new one is created beside the database."""
+    if is_postgres_url(db):  # no folder beside a server database to keep a key file in
+        secret = Settings().checked_secret()
+        if not secret:
+            raise ConfigError(
+                "a hub in PostgreSQL needs HEALTHMESH_SECRET_KEY (its pseudonymisation key); set it"
+            )
+        return secret.encode()
     key, created = hub_secret_key(Settings().checked_secret(), db.resolve().parent)
     if created:
         err_console.print(
@@ -54,7 +63,12 @@ def ingest(
     paths: list[Path] = typer.Argument(
         ..., help="FHIR Bundle / NDJSON files, folders of them, or Synthea CSV folders."
     ),
-    db: Path = typer.Option(..., "--db", help="Hub database file (created when missing)."),
+    db: Path = typer.Option(
+        ...,
+        "--db",
+        help="Hub database: DuckDB file (created when missing) or postgresql:// URL.",
+        envvar="HEALTHMESH_DATABASE_URL",
+    ),
     hub: str = typer.Option(..., "--hub", help="Hub name, e.g. gwangju."),
     strict: bool = typer.Option(
         False, "--strict", help="All or nothing: store nothing if any record is rejected."
@@ -83,7 +97,9 @@ def ingest(
                     print(f"batch {done}/{total} {name}", file=sys.stderr, flush=True)
 
             report = ingest_paths(hub_db, paths, hub, key, strict=strict, progress=step)
-    report_file = report.write(report_path_for(db))
+    report_file = report.write(
+        Path(f"{hub}.ingest-report.json") if is_postgres_url(db) else report_path_for(db)
+    )
     console.print(summary_table(report))
     rate = f"{report.records / report.seconds:,.0f} records/s" if report.seconds else ""
     console.print(f"{report.seconds:.1f} s, {rate}; report: {report_file}")

@@ -15,7 +15,9 @@ __all__ = ["catalog", "characterize", "quality", "register"]
 
 console = Console()
 
-DB = typer.Option(..., "--db", help="Hub database file (DuckDB).")
+DB = typer.Option(
+    ..., "--db", help="Hub database: DuckDB file or postgresql:// URL.", envvar="HEALTHMESH_DATABASE_URL"
+)
 OUT = typer.Option(Path("reports"), "--out", help="Folder for the JSON, HTML and PNG outputs.")
 MIN_COUNT = typer.Option(
     None, "--min-count", help="Smallest count published (default: HEALTHMESH_MIN_CELL_COUNT or 5)."
