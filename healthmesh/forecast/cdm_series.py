@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from healthmesh.cdm import HubDatabase, connect
-from healthmesh.errors import ForecastError
+from healthmesh.errors import CDMError, ForecastError
 from healthmesh.forecast.series import validate_series
 
 __all__ = ["ILI_CONCEPT_ID", "read_hub_ili"]
@@ -37,9 +37,17 @@ def read_hub_ili(hub: HubDatabase | str | Path) -> pd.DataFrame:
         counts = hub.df(_WEEKLY_ILI)
         source = str(hub.path)
     else:
-        with connect(hub, read_only=True) as db:
-            counts = db.df(_WEEKLY_ILI)
         source = str(hub)
+        try:
+            db = connect(hub, read_only=True)
+        except CDMError:
+            if not Path(hub).is_file():
+                raise
+            # DuckDB refuses a read-only handle while this process holds the file read-write
+            # (a demo that just built the hub); a plain handle shares that instance. Only SELECTs follow.
+            db = connect(hub)
+        with db:
+            counts = db.df(_WEEKLY_ILI)
     if counts.empty:
         raise ForecastError(
             f"hub {source} has no ILI visits (condition_concept_id {ILI_CONCEPT_ID}); ingest ILI data first"

@@ -40,3 +40,10 @@ def test_forecast_hub_regions_writes_charts_and_a_summary(ili_hub: Path, tmp_pat
     forecast = pd.read_csv(summary["files"]["forecast"])
     assert forecast["step"].max() == 3
     assert json.loads((out / "summary.json").read_text())["regions"].keys() == summary["regions"].keys()
+
+
+def test_hub_ili_reads_a_hub_this_process_holds_open(ili_hub: Path) -> None:
+    from healthmesh.cdm import connect
+
+    with connect(ili_hub):  # read-write, as a demo that has just built the hub would hold it
+        assert read_hub_ili(ili_hub)["y"].sum() > 0
