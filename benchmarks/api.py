@@ -1,0 +1,190 @@
+"""Benchmark of the hub service: single-patient risk scoring over HTTP beside a trivial route.
+
+Starts ``healthmesh hub serve`` (uvicorn, one process) on loopback over a generated hub with a
+trained diabetes model (t2dm-3y), then runs an asyncio + httpx load generator on loopback against
+
+1. ``GET /health`` (no token, no data: the ceiling of this server on this machine), and
+2. ``POST /risk/t2dm/score`` with one patient's FHIR Bundle (token check, warm BundleScorer: the
+   Bundle is ingested into a scratch CDM, one feature query, prediction, top features, audit row),
+
+and prints throughput and p50/p99 latency of each, and the ratio; beside them the latency of the
+same warm ``BundleScorer`` called in-process (no HTTP), which shows what the service adds. Target on the 2-core machine:
+>= 1,000 scored patients per second at p99 < 100 ms.
+
+Usage::
+
+    .venv/bin/python benchmarks/api.py                         # 3,000 generated patients, 30 s per phase
+    .venv/bin/python benchmarks/api.py --concurrency 16 --seconds 20 --scorers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from healthmesh.api import default_clients, start_hub_service
+from healthmesh.cdm import connect
+from healthmesh.ingest import build_synthetic_hub
+from healthmesh.ingest.synth import generate_population
+from healthmesh.risk import BundleScorer, train_task
+
+HUB = "busan"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bundles(folder: Path, count: int) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.risk.bundles import patient_bundle
+
+    generate_population(HUB, count, 7, folder)
+    return [patient_bundle(folder, i)[1] for i in range(count)]
+
+
+async def _load(
+    url: str,
+    method: str,
+    path: str,
+    bodies: list[Any] | None,
+    headers: dict[str, str],
+    concurrency: int,
+    max_requests: int,
+    seconds: float,
+) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
+
+        async def worker() -> None:
+            nonlocal sent, errors
+            while sent < max_requests and time.perf_counter() < deadline:
+                body = bodies[sent % len(bodies)] if bodies else None
+                sent += 1
+                started = time.perf_counter()
+                response = await client.request(method, path, json=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": elapsed,
+        "per_second": len(latencies) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def _line(name: str, r: dict[str, float]) -> str:
+    return (
+        f"  {name:<34} {r['per_second']:>9,.1f} req/s   p50 {r['p50']:>8.1f} ms   p99 {r['p99']:>8.1f} ms   "
+        f"({r['requests']:,.0f} requests in {r['seconds']:.1f} s, {r['errors']:.0f} errors)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=3000, help="size of the generated hub")
+    parser.add_argument("--bundles", type=int, default=40, help="distinct patient Bundles to cycle through")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0, help="time limit per phase")
+    parser.add_argument("--requests", type=int, default=20_000, help="request limit per phase")
+    parser.add_argument("--scorers", type=int, default=2, help="warm BundleScorers in the service")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    work = Path(tempfile.mkdtemp(prefix="hm-api-bench-"))
+    secret = "benchmark-secret-" + os.urandom(16).hex()
+
+    started = time.perf_counter()
+    db_path = work / f"{HUB}.duckdb"
+    build_synthetic_hub(db_path, HUB, args.patients, 1, secret.encode())
+    with connect(db_path, read_only=True) as db:
+        metrics = train_task(db, "t2dm-3y", work / "t2dm", hub=HUB, models=["logistic-l1"])
+    bundles = _bundles(work / "bundles", args.bundles)
+    print(
+        f"setup (not timed below): {args.patients:,} generated patients, t2dm-3y {metrics['model']} "
+        f"(test AUROC {metrics['auroc']:.3f}), {len(bundles)} patient Bundles, {time.perf_counter() - started:.0f} s"
+    )
+
+    # In-process baseline: the same warm BundleScorer called directly, no HTTP, no token, no audit.
+    scorer = BundleScorer(work / "t2dm")
+    scorer.score(bundles[0])
+    direct = []
+    for bundle in bundles:
+        begun = time.perf_counter()
+        scorer.score(bundle)
+        direct.append(time.perf_counter() - begun)
+    scorer.close()
+    d50, d99 = np.percentile(np.array(direct) * 1000, [50, 99])
+
+    port = _free_port()
+    process, url = start_hub_service(
+        HUB, db_path, port, models={"t2dm": work / "t2dm"}, env={"HEALTHMESH_SECRET_KEY": secret},
+        scorers=args.scorers, log_file=work / "service.log",
+    )  # fmt: skip
+    try:
+        client = default_clients(secret, HUB)["clinician"]
+        token = httpx.post(
+            f"{url}/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": client.secret,
+            },
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        load = (args.concurrency, args.requests, args.seconds)
+        asyncio.run(_load(url, "GET", "/health", None, {}, args.concurrency, 200, 5))  # warm-up
+        asyncio.run(_load(url, "POST", "/risk/t2dm/score", bundles, auth, 2, 4, 60))  # warm-up
+        ceiling = asyncio.run(_load(url, "GET", "/health", None, {}, *load))
+        scoring = asyncio.run(_load(url, "POST", "/risk/t2dm/score", bundles, auth, *load))
+    finally:
+        process.terminate()
+        process.wait(30)
+    cores = os.cpu_count()
+    print(
+        f"hub service on loopback (1 uvicorn process, {args.scorers} warm scorers), load generator in this "
+        f"process on the same {cores} cores, concurrency {args.concurrency}:"
+    )
+    print(_line("GET /health (ceiling)", ceiling))
+    print(_line("POST /risk/t2dm/score (1 patient)", scoring))
+    print(
+        f"  in-process BundleScorer.score, sequential, no HTTP:          p50 {d50:>8.1f} ms   p99 {d99:>8.1f} ms   "
+        f"({len(direct)} Bundles; {1000 / d50:,.1f} patients/s per core)"
+    )
+    print(
+        f"  ratio scoring / ceiling: throughput {scoring['per_second'] / ceiling['per_second']:.4f}, "
+        f"p99 {scoring['p99'] / ceiling['p99']:.1f}x"
+    )
+    met = scoring["per_second"] >= 1000 and scoring["p99"] < 100
+    print(
+        f"  target >= 1,000 scored patients/s at p99 < 100 ms: {'met' if met else 'MISSED'} "
+        f"({scoring['per_second']:,.1f} patients/s, p99 {scoring['p99']:,.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
