@@ -165,13 +165,19 @@ def compile_cohort(definition: CohortDefinition, prefix: str) -> list[tuple[str,
                 if rule.concept_set
                 else ""
             )
-            count = (
-                f"(SELECT count(*) FROM {table} t WHERE t.person_id = s.person_id{member} AND "
-                f"{_window_sql('t.' + rule_date, rule.window)})"
+            events = (
+                f"FROM {table} t WHERE t.person_id = s.person_id{member} AND "
+                f"{_window_sql('t.' + rule_date, rule.window)}"
             )
-            bounds = [f"{count} >= {rule.effective_min}"]
-            if rule.max_count is not None:
-                bounds.append(f"{count} <= {int(rule.max_count)}")
+            if rule.max_count == 0:
+                bounds = [f"NOT EXISTS (SELECT 1 {events})"]
+            elif rule.effective_min == 1 and rule.max_count is None:
+                bounds = [f"EXISTS (SELECT 1 {events})"]
+            else:
+                count = f"(SELECT count(*) {events})"
+                bounds = [f"{count} >= {rule.effective_min}"]
+                if rule.max_count is not None:
+                    bounds.append(f"{count} <= {int(rule.max_count)}")
             sql = f"SELECT s.* FROM {current} s WHERE {' AND '.join(bounds)}"
         elif rule.gender_concept_ids is not None:
             ids = ", ".join(str(int(i)) for i in rule.gender_concept_ids) or "NULL"

@@ -123,3 +123,23 @@ def test_cli_count_prints_attrition(small_hub: HubDatabase) -> None:
     result = CliRunner().invoke(app, ["cohort", "count", "adults-40-without-diabetes", "--db", str(path)])
     assert result.exit_code == 0, result.output
     assert "no diabetes on or before index" in result.output and "first qualifying" in result.output
+
+
+def test_count_rule_needs_that_many_events(small_hub: HubDatabase) -> None:
+    definition = {
+        "name": "second-visit",
+        "concept_sets": {"visit": [{"concept_id": 9202}]},
+        "entry": {"domain": "visit", "concept_set": "visit"},
+        "inclusion_rules": [
+            {
+                "name": "two visits so far",
+                "domain": "visit",
+                "concept_set": "visit",
+                "min_count": 2,
+                "max_count": 2,
+            }
+        ],
+    }
+    result = build_cohort(small_hub, load_cohort(definition))
+    rows = small_hub.rows(f"SELECT subject_id, cohort_start_date FROM {result.table} ORDER BY 1")
+    assert rows == [(1, date(2016, 3, 1)), (4, date(2017, 5, 5))]
