@@ -20,7 +20,7 @@ from healthmesh.api.auth import (
     route_roles,
 )
 from healthmesh.api.deps import HubConfig, HubState
-from healthmesh.api.launch import hub_serve_command, start_hub_service, wait_until_ready
+from healthmesh.api.launch import hub_serve_command, role_tokens, start_hub_service, wait_until_ready
 
 __all__ = [
     "AUDIT_TABLE",
@@ -39,6 +39,7 @@ __all__ = [
     "iter_routes",
     "read_audit",
     "require_roles",
+    "role_tokens",
     "route_roles",
     "start_hub_service",
     "wait_until_ready",

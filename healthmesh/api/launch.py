@@ -10,9 +10,12 @@ from pathlib import Path
 
 import httpx
 
+from healthmesh.api.app import config_from_settings
+from healthmesh.api.auth import ROLES, TokenIssuer
+from healthmesh.config import Settings
 from healthmesh.errors import ConfigError
 
-__all__ = ["hub_serve_command", "start_hub_service", "wait_until_ready"]
+__all__ = ["hub_serve_command", "role_tokens", "start_hub_service", "wait_until_ready"]
 
 
 def hub_serve_command(
@@ -82,3 +85,12 @@ def start_hub_service(
         process.wait(10)
         raise
     return process, url
+
+
+def role_tokens(
+    hub: str, db: Path, ttl_s: int = 8 * 3600, settings: Settings | None = None
+) -> dict[str, str]:
+    """A bearer token for each role of ``hub`` (signed with its secret, as the service reads it)."""
+    config = config_from_settings(hub, db, settings=settings)
+    issuer = TokenIssuer(config.secret, hub, config.clients, ttl_s)
+    return {role: issuer.issue(role, (role,)) for role in ROLES}
