@@ -29,7 +29,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
-    from healthmesh.cli import cdm, cohort, federate, ingest, privacy, quality, risk, synth
+    from healthmesh.cli import cdm, cohort, demo, federate, ingest, privacy, quality, risk, synth
     from healthmesh.cli import forecast
 
     app.add_typer(cdm.app, name="cdm")
@@ -37,6 +37,7 @@ def _register() -> None:
     app.add_typer(risk.app, name="risk")
     app.command("ingest")(ingest.ingest)
     app.command("synth")(synth.synth)
+    app.command("demo")(demo.demo)
     app.add_typer(federate.app, name="federate")
     app.add_typer(privacy.app, name="privacy")
     app.add_typer(forecast.app, name="forecast")

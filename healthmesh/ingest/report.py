@@ -53,8 +53,12 @@ class IngestReport:
         row["mapped"] += mapped
 
     def mapped_share(self) -> dict[str, float]:
+        """Share of loaded clinical records with a standard concept (reference types carry no code to map)."""
+        reference = {"Patient", "Organization", "Practitioner", "Location", "Encounter"}
         return {
-            t: round(r["mapped"] / r["loaded"], 4) for t, r in sorted(self.by_type.items()) if r["loaded"]
+            t: round(r["mapped"] / r["loaded"], 4)
+            for t, r in sorted(self.by_type.items())
+            if r["loaded"] and t not in reference and not t.startswith("(")
         }
 
     def to_dict(self) -> dict[str, Any]:

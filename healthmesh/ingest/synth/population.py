@@ -152,7 +152,7 @@ def _hazards(p: _Person, age: int, v: dict[str, float], mult: float) -> dict[str
     dm, htn = float("t2dm" in p.conditions), float("htn" in p.conditions)
     return {
         "t2dm": mult
-        * _sigmoid(-7.3 + 0.035 * age + 0.17 * (v["bmi"] - 23) + 0.07 * (v["glucose"] - 95) + 0.3 * smoke),
+        * _sigmoid(-6.9 + 0.035 * age + 0.25 * (v["bmi"] - 23) + 0.12 * (v["glucose"] - 95) + 0.3 * smoke),
         "htn": mult * _sigmoid(-4.9 + 0.075 * (v["sbp"] - 120) + 0.02 * age),
         "ihd": mult
         * _sigmoid(
@@ -341,11 +341,15 @@ def simulate_person(
     mult = region.risk_multiplier
     for year in range(START_YEAR, END_YEAR + 1):
         day = _random_day(rng, year)
+        if year == p.birth.year and day <= p.birth:  # born this year: seen after birth
+            day = p.birth + timedelta(days=rng.randrange((date(year, 12, 31) - p.birth).days + 1))
         age = p.age(day)
         if age < 0 or p.deceased:
             continue
         v = p.vitals(age)
-        first_year = not p.last_event > p.birth  # everyone is seen at least once, so has an observation period
+        first_year = (
+            not p.last_event > p.birth
+        )  # everyone is seen at least once, so has an observation period
         if first_year or rng.random() < (0.8 if age >= 18 else 0.5):
             eid = _checkup(p, out, day, age, v, site, doc)
             for name in list(p.conditions):
