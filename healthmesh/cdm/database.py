@@ -100,4 +100,8 @@ def init_cdm(db: HubDatabase) -> list[str]:
     tables = list(cdm_tables())
     for table in tables:
         db.execute(create_table_sql(table, db.dialect))
+    if db.dialect == "postgres":
+        from healthmesh.cdm.postgres import create_indexes
+
+        create_indexes(db)
     return tables
