@@ -29,21 +29,30 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
-    from healthmesh.cli import cdm, cohort, demo, federate, ingest, privacy, quality, risk, synth
-    from healthmesh.cli import forecast
+    from healthmesh.cli import (
+        cdm,
+        cohort,
+        demo,
+        federate,
+        forecast,
+        hub,
+        ingest,
+        privacy,
+        quality,
+        risk,
+        synth,
+    )
 
+    app.command("demo")(demo.demo)
     app.add_typer(cdm.app, name="cdm")
+    app.command("synth")(synth.synth)
+    app.command("ingest")(ingest.ingest)
+    quality.register(app)  # healthmesh quality | characterize | catalog
+    app.add_typer(privacy.app, name="privacy")
     app.add_typer(cohort.app, name="cohort")
     app.add_typer(risk.app, name="risk")
-    app.command("ingest")(ingest.ingest)
-    app.command("synth")(synth.synth)
-    app.command("demo")(demo.demo)
-    app.add_typer(federate.app, name="federate")
-    app.add_typer(privacy.app, name="privacy")
     app.add_typer(forecast.app, name="forecast")
-    quality.register(app)  # healthmesh quality | characterize | catalog
-    from healthmesh.cli import hub
-
+    app.add_typer(federate.app, name="federate")
     app.add_typer(hub.app, name="hub")
 
 
