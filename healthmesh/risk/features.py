@@ -106,14 +106,15 @@ def feature_sql(settings: FeatureSettings) -> str:
                 f"WHERE t.{date} <= r.index_date AND t.{concept} <> 0"
             )
     if settings.latest_values:
-        # Latest value per key; ties on one day are broken by value, never by row ids (those differ by source).
+        # Latest value per key; ties on one day go to the larger value, never to row ids (those differ by
+        # source). arg_max over (date, value) does it in one aggregate, no window sort.
         parts.append(
-            "SELECT row_id, name, value FROM (SELECT r.row_id, 'value:' || k.key AS name, "
-            "CAST(m.value_as_number AS DOUBLE) AS value, row_number() OVER (PARTITION BY r.row_id, k.key "
-            "ORDER BY m.measurement_date DESC, m.value_as_number DESC) AS rn FROM hm_rows r "
-            "JOIN measurement m ON m.person_id = r.person_id JOIN hm_value_keys k ON k.concept_id = m.measurement_concept_id "
-            f"WHERE m.value_as_number IS NOT NULL AND m.measurement_date <= r.index_date "
-            f"AND m.measurement_date >= r.index_date - {int(settings.latest_lookback_days)}) v WHERE rn = 1"
+            "SELECT r.row_id, 'value:' || k.key AS name, "
+            "CAST(arg_max(m.value_as_number, (m.measurement_date, m.value_as_number)) AS DOUBLE) AS value "
+            "FROM hm_rows r JOIN measurement m ON m.person_id = r.person_id "
+            "JOIN hm_value_keys k ON k.concept_id = m.measurement_concept_id "
+            "WHERE m.value_as_number IS NOT NULL AND m.measurement_date <= r.index_date "
+            f"AND m.measurement_date >= r.index_date - {int(settings.latest_lookback_days)} GROUP BY r.row_id, k.key"
         )
     if settings.visit_count_days > 0:
         parts.append(
