@@ -31,6 +31,8 @@ __all__ = ["HTTP_STATUS", "install_error_handlers", "status_for"]
 
 log = logging.getLogger("healthmesh.api")
 
+FHIR_PREFIX = "/fhir/"
+
 HTTP_STATUS: dict[type[HealthmeshError], int] = {
     AuthError: 401,
     IngestError: 422,
@@ -73,7 +75,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_reason(error)}, status_code=422)
+        reason = _validation_reason(error)
+        if request.url.path.startswith(FHIR_PREFIX):  # FHIR clients expect an OperationOutcome
+            issue = {"severity": "error", "code": "invalid", "diagnostics": reason}
+            body = {"resourceType": "OperationOutcome", "issue": [issue], "detail": reason}
+            return JSONResponse(body, status_code=422, media_type="application/fhir+json")
+        return JSONResponse({"detail": reason}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -56,6 +56,12 @@ def test_a_bad_bundle_gets_422_and_leaves_the_database_unchanged(
     assert not_a_bundle.status_code == 422
     assert "expected resourceType 'Bundle'" in not_a_bundle.json()["issue"][0]["diagnostics"]
     assert _cdm_counts(client) == before
+    broken = client.post(
+        "/fhir/Bundle", content=b'{"resourceType": "Bundle", "entry": [', headers=auth("admin")
+    )
+    assert broken.status_code == 422
+    assert broken.json()["resourceType"] == "OperationOutcome"
+    assert _cdm_counts(client) == before
 
 
 def test_every_data_access_is_audited_with_who_why_rows_and_outcome(
