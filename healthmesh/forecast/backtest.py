@@ -8,6 +8,7 @@ forecast horizons 0..3 (the weeks ending R, R + 7, R + 14, R + 21) for every loc
 from __future__ import annotations
 
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,77 @@ def _past_member_wis(
     return {m: float(means.get(m, float("nan"))) for m in members}
 
 
+@dataclass
+class _Round:
+    """One reference date with the data a forecaster may see for it."""
+
+    index: int
+    reference_date: pd.Timestamp
+    cut: pd.Timestamp
+    data: pd.DataFrame
+
+
+def _rounds(
+    target: pd.DataFrame,
+    vintages: dict[pd.Timestamp, pd.DataFrame] | None,
+    reference_dates: list[pd.Timestamp],
+    skipped: list[str],
+    used_vintages: list[pd.Timestamp],
+) -> list[_Round]:
+    rounds = []
+    for index, reference_date in enumerate(reference_dates):
+        data, from_vintage = data_as_of(target, vintages, reference_date)
+        cut = reference_date - WEEK
+        if from_vintage:
+            used_vintages.append(reference_date)
+        # Only series reported up to the cut: a stale series would put its forecasts on wrong weeks.
+        data = data[data.groupby("unique_id")["ds"].transform("max") == cut]
+        if data.empty:
+            skipped.append(f"{reference_date:%Y-%m-%d}: no data for the week ending {cut:%Y-%m-%d}")
+            continue
+        rounds.append(_Round(index, reference_date, cut, data))
+    return rounds
+
+
+_Forecasts = dict[tuple[str, pd.Timestamp], pd.DataFrame]
+
+
+def _forecast_singles(
+    names: list[str],
+    rounds: list[_Round],
+    auxiliary: pd.DataFrame | None,
+    populations: dict[str, float] | None,
+    horizons: int,
+    refit_every: int,
+    levels: tuple[float, ...],
+) -> tuple[_Forecasts, dict[str, float], list[str]]:
+    """Run single models over all rounds in date order (one process may run one group of models)."""
+    out: _Forecasts = {}
+    seconds = {name: 0.0 for name in names}
+    skipped: list[str] = []
+    gbqr: GBQRForecaster | None = None
+    for round_ in rounds:
+        aux = auxiliary[auxiliary["ds"] <= round_.cut] if auxiliary is not None else None
+        for name in names:
+            started = time.perf_counter()
+            try:
+                if name == "gbqr":
+                    if gbqr is None or round_.index % refit_every == 0:
+                        gbqr = GBQRForecaster(populations=populations, auxiliary=aux).fit(round_.data)
+                    else:
+                        gbqr.refresh(round_.data)
+                    out[name, round_.reference_date] = gbqr.predict(horizons, levels)
+                else:
+                    model = make_model(name, populations, aux).fit(round_.data)
+                    out[name, round_.reference_date] = model.predict(horizons, levels)
+            except ForecastError as error:
+                skipped.append(f"{round_.reference_date:%Y-%m-%d} {name}: {error}")
+                if name == "gbqr":
+                    gbqr = None
+            seconds[name] += time.perf_counter() - started
+    return out, seconds, skipped
+
+
 def run_backtest(
     target: pd.DataFrame,
     reference_dates: list[pd.Timestamp],
@@ -108,64 +180,54 @@ def run_backtest(
     out_dir: Path | None = None,
     levels: tuple[float, ...] = FLUSIGHT_QUANTILES,
     model_prefix: str = "healthmesh-",
+    workers: int = 2,
 ) -> BacktestResult:
     """Forecast every reference date from the data as of R - 7 days; see the module docstring.
 
     ``gbqr`` is refitted every ``refit_every`` weeks and takes the newest data as its forecast origin
-    every week in between (its trees then come from data that is older still, never newer).
+    every week in between (its trees then come from data that is older still, never newer). With
+    ``workers`` = 2, gbqr and the other single models run in two processes (the two cores of a small
+    machine); ensembles are then combined date by date, the weighted one from past scores only.
     """
     wanted_ensembles = [m for m in models if m in ENSEMBLES]
-    singles = [m for m in models if m not in ENSEMBLES]
-    needed = ensemble_members(singles + wanted_ensembles)
-    seconds = {m: 0.0 for m in needed + wanted_ensembles}
-    rows: list[pd.DataFrame] = []
+    needed = ensemble_members([m for m in models if m not in ENSEMBLES] + wanted_ensembles)
     skipped: list[str] = []
     used_vintages: list[pd.Timestamp] = []
-    gbqr: GBQRForecaster | None = None
-    for index, reference_date in enumerate(reference_dates):
-        data, from_vintage = data_as_of(target, vintages, reference_date)
-        cut = reference_date - WEEK
-        if from_vintage:
-            used_vintages.append(reference_date)
-        # Only series reported up to the cut: a stale series would put its forecasts on wrong weeks.
-        current = data.groupby("unique_id")["ds"].transform("max") == cut
-        data = data[current]
-        if data.empty:
-            skipped.append(f"{reference_date:%Y-%m-%d}: no data for the week ending {cut:%Y-%m-%d}")
-            continue
-        aux = None
-        if auxiliary is not None:
-            aux = auxiliary[auxiliary["ds"] <= cut]
-        wide: dict[str, pd.DataFrame] = {}
-        for name in needed:
-            started = time.perf_counter()
-            try:
-                if name == "gbqr":
-                    if gbqr is None or index % refit_every == 0:
-                        gbqr = GBQRForecaster(populations=populations, auxiliary=aux).fit(data)
-                    else:
-                        gbqr.refresh(data)
-                    wide[name] = gbqr.predict(horizons, levels)
-                else:
-                    wide[name] = make_model(name, populations, aux).fit(data).predict(horizons, levels)
-            except ForecastError as error:
-                skipped.append(f"{reference_date:%Y-%m-%d} {name}: {error}")
-                if name == "gbqr":
-                    gbqr = None
-            seconds[name] += time.perf_counter() - started
+    rounds = _rounds(target, vintages, reference_dates, skipped, used_vintages)
+    groups = [g for g in (["gbqr"] if "gbqr" in needed else [], [m for m in needed if m != "gbqr"]) if g]
+    arguments = (rounds, auxiliary, populations, horizons, refit_every, levels)
+    if workers > 1 and len(groups) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(groups))) as pool:
+            results = list(pool.map(_forecast_singles, groups, *[[a] * len(groups) for a in arguments]))
+    else:
+        results = [_forecast_singles(g, *arguments) for g in groups]
+    singles: _Forecasts = {}
+    seconds: dict[str, float] = {}
+    for found, spent, missed in results:
+        singles.update(found)
+        seconds.update(spent)
+        skipped.extend(missed)
+    seconds.update({name: 0.0 for name in wanted_ensembles})
+    rows: list[pd.DataFrame] = []
+    for round_ in rounds:
+        wide = {
+            name: singles[name, round_.reference_date]
+            for name in needed
+            if (name, round_.reference_date) in singles
+        }
         for name in wanted_ensembles:
             started = time.perf_counter()
             members, method = ENSEMBLE_SPECS[name]
             past = None
             if method == "weighted":
                 history = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-                past = _past_member_wis(history, list(members), data, cut)
+                past = _past_member_wis(history, list(members), round_.data, round_.cut)
             combined = combine_ensemble(name, wide, levels, past)
             if combined is not None:
                 wide[name] = combined
             seconds[name] += time.perf_counter() - started
         for name, frame in wide.items():
-            rows.append(to_hub_rows(frame, reference_date, target_name, levels).assign(model=name))
+            rows.append(to_hub_rows(frame, round_.reference_date, target_name, levels).assign(model=name))
     forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     files: list[Path] = []
     if out_dir is not None and not forecasts.empty:
