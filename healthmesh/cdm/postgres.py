@@ -83,27 +83,51 @@ def _is_aggregate(node: exp.Expression) -> bool:
     return any(_is_aggregate(child) for child in node.iter_expressions() if not isinstance(child, exp.Window))
 
 
+def _sub(node: exp.Expression) -> exp.Expression:
+    """A rewritten copy of a subtree (``transform`` does not descend into a node it replaced)."""
+    return node.transform(_rewrite)
+
+
+def _arg_extreme(node: exp.ArgMax | exp.ArgMin) -> exp.Expression:
+    """``arg_max(x, k)``: ``(array_agg(x ORDER BY k DESC NULLS LAST) FILTER (WHERE k IS NOT NULL))[1]``.
+
+    DuckDB skips rows whose ``k`` is NULL; a tuple key (a struct) is never NULL there, while a
+    PostgreSQL row with one NULL field is, so tuples are not filtered.
+    """
+    key = _sub(node.expression)
+    ordered = exp.Ordered(this=key, desc=isinstance(node, exp.ArgMax), nulls_first=False)
+    aggregate: exp.Expression = exp.ArrayAgg(this=exp.Order(this=_sub(node.this), expressions=[ordered]))
+    if not isinstance(node.expression, exp.Tuple):
+        aggregate = exp.Filter(
+            this=aggregate,
+            expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))),
+        )
+    return exp.Bracket(this=exp.Paren(this=aggregate), expressions=[exp.Literal.number(0)])
+
+
 def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Year | exp.Month | exp.Day):
         part = {exp.Year: "YEAR", exp.Month: "MONTH", exp.Day: "DAY"}[type(node)]
-        return exp.cast(exp.Extract(this=exp.var(part), expression=node.this.copy()), "BIGINT")
+        return exp.cast(exp.Extract(this=exp.var(part), expression=_sub(node.this)), "BIGINT")
     if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, exp.From | exp.Join):
         # PostgreSQL 15 wants a name on every derived table; DuckDB does not.
         node.set("alias", exp.TableAlias(this=exp.to_identifier(f"hm_q{next(_ALIASES)}")))
     if isinstance(node, exp.IgnoreNulls) and isinstance(node.this, exp.AnyValue):
         node = node.this
     if isinstance(node, exp.AnyValue):  # PostgreSQL 16 has any_value; 15 does not
-        return exp.Min(this=node.this.copy())
+        return exp.Min(this=_sub(node.this))
+    if isinstance(node, exp.ArgMax | exp.ArgMin):
+        return _arg_extreme(node)
     if isinstance(node, exp.DateFromParts):  # sqlglot writes date_from_parts, which PostgreSQL lacks
-        parts = [node.args[k].copy() for k in ("year", "month", "day")]
+        parts = [_sub(node.args[k]) for k in ("year", "month", "day")]
         return exp.Anonymous(this="make_date", expressions=parts)
     if isinstance(node, exp.TimeToStr) and isinstance(node.args.get("format"), exp.Literal):
         return exp.Anonymous(
             this="to_char",
-            expressions=[node.this.copy(), exp.Literal.string(_to_char_format(node.args["format"].this))],
+            expressions=[_sub(node.this), exp.Literal.string(_to_char_format(node.args["format"].this))],
         )
     if isinstance(node, exp.Explode) and isinstance(node.this, exp.GenerateSeries):
-        return node.this  # unnest(range(a, b)): generate_series already returns rows
+        return _sub(node.this)  # unnest(range(a, b)): generate_series already returns rows
     if isinstance(node, exp.Placeholder):
         name = node.args.get("this")
         return exp.var(f"{_PARAM}{name}__" if isinstance(name, str) and name.isidentifier() else _PARAM)

@@ -35,6 +35,9 @@ def test_dialect_gaps_are_filled(backend_db: HubDatabase) -> None:
     ]
     assert backend_db.scalar("SELECT count(*) FROM hm_t WHERE s LIKE ? AND k = ?", ["a%", 1]) == 1
     assert backend_db.scalar("SELECT any_value(s) FROM hm_t WHERE k = 1") == "a%"
+    assert backend_db.rows(
+        "SELECT arg_max(s, d), arg_min(s, d), arg_max(s, x), arg_max(s, (k, d)) FROM hm_t"
+    ) == [("c", "b", "c", "c")]
     years = backend_db.rows(
         "SELECT y FROM hm_t, LATERAL (SELECT unnest(range(2019, year(d))) AS y) r WHERE k = 1"
     )
