@@ -83,7 +83,7 @@ def flusight_season(
     print(f"\n== {label}: reference dates {dates}, {len(result.vintage_dates)} from vintages ==")
     print(_table(scores, baseline))
     print(
-        f"backtest run time, all {len(MODEL_NAMES)} models: {wall:.1f} s wall, {cpu:.1f} s CPU of this process"
+        f"backtest run time, all {len(MODEL_NAMES)} models: {wall:.1f} s wall, {cpu:.1f} s CPU (this process and its two workers)"
     )
     print("  per model (s): " + ", ".join(f"{m} {s:.1f}" for m, s in result.seconds.items()))
     return scores
