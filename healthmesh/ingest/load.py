@@ -62,11 +62,15 @@ def _batches(sources: list[Source]) -> list[list[Source]]:
 
 
 def _prepare(db: HubDatabase, hub: str, secret_key: bytes) -> None:
+    """Macros, lookup tables and the pseudonym function, once per connection and hub key."""
+    salt = secret_key.hex() + "|" + hub
+    if getattr(db, "_ingest_salt", None) == salt:
+        return
     if not db.scalar("SELECT count(*) FROM concept"):
         raise IngestError("the hub has no vocabulary; create it with `healthmesh cdm init --db PATH`")
-    salt = secret_key.hex() + "|" + hub
     prepare_connection(db, salt)
     register_pseudonym_function(db.con, secret_key, hub)
+    db._ingest_salt = salt  # type: ignore[attr-defined]
 
 
 def _account(db: HubDatabase, report: IngestReport) -> None:
@@ -273,7 +277,7 @@ def ingest_bundle(db: HubDatabase, bundle: str | bytes, hub: str, secret_key: by
             db.execute("ROLLBACK")
             report.committed = False
         else:
-            rebuild_derived(db, hub, vocabulary_version(db))
+            rebuild_derived(db, hub, vocabulary_version(db), only_batch_persons=True)
             db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

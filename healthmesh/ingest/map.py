@@ -152,6 +152,8 @@ _VOCABULARY_JOINS = """
 
 def _upsert(db: HubDatabase, table: str, key: str, select_sql: str) -> None:
     db.execute(f"CREATE OR REPLACE TEMP TABLE hm_rows AS {select_sql}")
+    if not db.scalar("SELECT count(*) FROM hm_rows"):
+        return
     db.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM hm_rows)")
     db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM hm_rows")
 
@@ -257,18 +259,20 @@ def _reference_tables(db: HubDatabase) -> None:
                left(coalesce(o.code, o.visit_class), 50) AS visit_source_value,
                coalesce(o.source_concept_id, 0) AS visit_source_concept_id
         FROM hm_ok o
-        LEFT JOIN provider p ON p.provider_id = {_provider_key("o.provider_ref")}
+        {_provider_join("o.provider_ref")}
         LEFT JOIN care_site cs ON cs.care_site_id = hm_key('Organization', hm_ref(o.care_site_ref))
         WHERE o.resource_type = 'Encounter'
         """,
     )
 
 
-def _provider_key(ref: str) -> str:
+def _provider_join(ref: str) -> str:
+    """LEFT JOINs that give ``p.provider_id`` for a reference (by id, or by identifier for conditional ones)."""
     return (
-        f"CASE WHEN starts_with(hm_ref({ref}), 'identifier:') THEN hm_key('Practitioner', (SELECT min(rid) FROM "
-        f"hm_identifier_index WHERE resource_type = 'Practitioner' AND identifier_hash = md5(getvariable('hm_salt') "
-        f"|| substr(hm_ref({ref}), 12)))) ELSE hm_key('Practitioner', hm_ref({ref})) END"
+        f"LEFT JOIN hm_identifier_index ix ON starts_with(hm_ref({ref}), 'identifier:')"
+        f" AND ix.resource_type = 'Practitioner'"
+        f" AND ix.identifier_hash = md5(getvariable('hm_salt') || substr(hm_ref({ref}), 12))"
+        f" LEFT JOIN provider p ON p.provider_id = hm_key('Practitioner', coalesce(ix.rid, hm_ref({ref})))"
     )
 
 
@@ -305,9 +309,11 @@ def _events(db: HubDatabase, dedupe: str) -> None:
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
         FROM o
         LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = hm_key('Encounter', o.visit_id)
-        LEFT JOIN provider p ON p.provider_id = {_provider_key("o.provider_ref")}
+        {_provider_join("o.provider_ref")}
         """
     )
+    if not db.scalar("SELECT count(*) FROM hm_events"):
+        return
     for table, (key, _) in EVENT_TABLES.items():
         db.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT record_id FROM hm_events)")
     ehr = TYPE_CONCEPT_EHR
@@ -340,7 +346,10 @@ def _events(db: HubDatabase, dedupe: str) -> None:
             end_ts AS device_exposure_end_datetime, {ehr} AS device_type_concept_id, source_value AS device_source_value,
             source_concept_id AS device_source_concept_id""",
     }
+    targets = {row[0] for row in db.rows("SELECT DISTINCT target FROM hm_events")}
     for table, select in inserts.items():
+        if table not in targets:
+            continue
         key = EVENT_TABLES[table][0]
         db.execute(
             f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (record_id), record_id AS {key} FROM "
@@ -356,34 +365,48 @@ def map_stage(db: HubDatabase) -> None:
     _events(db, dedupe)
 
 
-def rebuild_derived(db: HubDatabase, hub: str, vocabulary_version: str) -> None:
-    """observation_period (one per person, first to last record), death dates and cdm_source."""
-    dates = " UNION ALL ".join(
-        f"SELECT person_id, {date} AS d FROM {table}" for table, (_, date) in EVENT_TABLES.items()
+def rebuild_derived(
+    db: HubDatabase, hub: str, vocabulary_version: str, only_batch_persons: bool = False
+) -> None:
+    """observation_period (one per person, first to last record), death dates and cdm_source.
+
+    ``only_batch_persons`` limits the work to the persons of the last mapped batch (a posted Bundle),
+    so that one Bundle does not rescan the hub.
+    """
+    scope = (
+        "person_id IN (SELECT DISTINCT person_id FROM hm_checked WHERE status = 'loaded')"
+        if only_batch_persons
+        else "true"
     )
+    dates = " UNION ALL ".join(
+        f"SELECT person_id, {date} AS d FROM {table} WHERE {scope}"
+        for table, (_, date) in EVENT_TABLES.items()
+    )
+    visits = f"SELECT person_id, visit_start_date AS d FROM visit_occurrence WHERE {scope} UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence WHERE {scope}"
     db.execute(
         f"""
         UPDATE death SET death_date = last.d FROM (
-            SELECT person_id, max(d) AS d FROM ({dates} UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence)
-            GROUP BY person_id) last
+            SELECT person_id, max(d) AS d FROM ({dates} UNION ALL {visits}) GROUP BY person_id) last
         WHERE death.death_date IS NULL AND last.person_id = death.person_id
         """
     )
     db.execute("DELETE FROM death WHERE death_date IS NULL")
-    db.execute("DELETE FROM observation_period")
+    db.execute(f"DELETE FROM observation_period WHERE {scope}")
     db.execute(
         f"""
         INSERT INTO observation_period BY NAME
         SELECT person_id AS observation_period_id, person_id, min(d) AS observation_period_start_date,
                max(d) AS observation_period_end_date, {TYPE_CONCEPT_EHR} AS period_type_concept_id
-        FROM ({dates}
-              UNION ALL SELECT person_id, visit_start_date FROM visit_occurrence
-              UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence
-              UNION ALL SELECT person_id, death_date FROM death)
+        FROM ({dates} UNION ALL {visits} UNION ALL SELECT person_id, death_date FROM death WHERE {scope})
         WHERE person_id IN (SELECT person_id FROM person) AND d IS NOT NULL
         GROUP BY person_id
         """
     )
+    if db.scalar(
+        "SELECT count(*) FROM cdm_source WHERE cdm_source_abbreviation = ? AND vocabulary_version = ?",
+        [hub[:25], vocabulary_version],
+    ):
+        return
     db.execute("DELETE FROM cdm_source")
     db.execute(
         """
