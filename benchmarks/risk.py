@@ -122,17 +122,18 @@ def main() -> None:
     bundles = _bundles(work, args.bundles)
     scorer = BundleScorer(work / "t2dm")
     scorer.score(bundles[0], as_of=date(2024, 6, 30))  # warm-up
-    latencies, cpu_costs = [], []
+    latencies, cpu_costs, ingest_only, ours = [], [], [], []
     for bundle in bundles:
+        # BundleScorer.score, split in its two halves: the ingest, then our feature query and prediction.
         started, cpu = time.perf_counter(), time.process_time()
-        scorer.score(bundle, as_of=date(2024, 6, 30))
-        latencies.append(time.perf_counter() - started)
+        person_id = scorer.load(bundle)
+        loaded = time.perf_counter()
+        scorer.persons.score(person_id, date(2024, 6, 30))
+        done = time.perf_counter()
+        latencies.append(done - started)
         cpu_costs.append(time.process_time() - cpu)
-    ingest_only = []
-    for bundle in bundles[:50]:
-        started = time.perf_counter()
-        scorer.load(bundle)
-        ingest_only.append(time.perf_counter() - started)
+        ingest_only.append(loaded - started)
+        ours.append(done - loaded)
     person_ids = [row[0] for row in db.rows("SELECT person_id FROM person ORDER BY person_id LIMIT 50")]
     in_cdm = []
     persons_scorer = PersonScorer(db, model)
@@ -143,11 +144,13 @@ def main() -> None:
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
     cpu50, cpu99 = np.percentile(cpu_costs, [50, 99]) * 1000
     i50, i99 = np.percentile(ingest_only, [50, 99]) * 1000
+    o50, o99 = np.percentile(ours, [50, 99]) * 1000
     c50, c99 = np.percentile(in_cdm, [50, 99]) * 1000
     print(
         f"  single patient from a FHIR Bundle ({len(latencies)} requests): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
         f"(target p99 < 50 ms), CPU per request p50 {cpu50:.1f} ms, p99 {cpu99:.1f} ms; "
-        f"of which the ingest of the Bundle alone: p50 {i50:.1f} ms, p99 {i99:.1f} ms; "
+        f"of which the ingest of the Bundle: p50 {i50:.1f} ms, p99 {i99:.1f} ms, and features + prediction: "
+        f"p50 {o50:.1f} ms, p99 {o99:.1f} ms; "
         f"a person already in the hub CDM: p50 {c50:.1f} ms, p99 {c99:.1f} ms (ratio p99 {p99 / c99:.1f}x)"
     )
     scorer.close()
