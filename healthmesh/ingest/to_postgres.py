@@ -1,8 +1,9 @@
 """Ingest into a hub whose CDM is in PostgreSQL, with the one mapping.
 
 Inputs are staged and mapped exactly as for DuckDB, in a scratch DuckDB that first receives the
-hub's vocabulary lookup and its reference rows (persons, visits, providers, care sites, locations,
-deaths, identifier index), so that records can point at what earlier loads stored. The rows the
+hub's vocabulary lookup, its identifier index and the keys of its reference tables (persons,
+visits, providers, care sites, locations, deaths), so that records can point at what earlier
+loads stored. The rows the
 load wrote are then upserted into PostgreSQL by primary key (DELETE + COPY) and the derived tables
 (observation_period, death dates, cdm_source) are rebuilt there, all in one PostgreSQL transaction
 per load: a load killed half-way leaves the hub as it was, and running it again gives the database
@@ -63,7 +64,11 @@ def _pull(pg: PostgresHubDatabase, scratch: HubDatabase, table: str, types: dict
 
 
 def _scratch_for(pg: PostgresHubDatabase) -> HubDatabase:
-    """An in-memory DuckDB CDM holding what the mapping reads of the hub; ``hm_snap_*`` remember it."""
+    """An in-memory DuckDB CDM holding what the mapping reads of the hub.
+
+    Reference tables receive only the hub's keys, marked ``hm_pulled``: the mapping reads nothing
+    else of them, and the rows it writes (``NOT hm_pulled``) are exactly the ones to upsert.
+    """
     scratch = connect(":memory:")
     init_cdm(scratch)
     for table in ("concept", "vocabulary"):
@@ -81,25 +86,41 @@ def _scratch_for(pg: PostgresHubDatabase) -> HubDatabase:
         f"CREATE TABLE IF NOT EXISTS {_IDENTIFIER_INDEX} (resource_type TEXT, identifier_hash TEXT, rid TEXT)"
     )
     _pull(pg, scratch, _IDENTIFIER_INDEX, _IDENTIFIER_COLUMNS)
-    for table in REFERENCE_TABLES:
-        _pull(pg, scratch, table, _types(table))
-    for table in (*REFERENCE_TABLES, _IDENTIFIER_INDEX):
-        scratch.execute(f"CREATE TEMP TABLE hm_snap_{table} AS SELECT * FROM {table}")
+    scratch.execute(f"CREATE TEMP TABLE hm_snap_{_IDENTIFIER_INDEX} AS SELECT * FROM {_IDENTIFIER_INDEX}")
+    for table, key in REFERENCE_TABLES.items():
+        for field in cdm_tables()[table]:
+            if field.required and field.name != key:  # pulled rows carry their key only
+                scratch.execute(f'ALTER TABLE {table} ALTER COLUMN "{field.name}" DROP NOT NULL')
+        scratch.execute(f"ALTER TABLE {table} ADD COLUMN hm_pulled BOOLEAN DEFAULT false")
+        scratch.execute("CREATE OR REPLACE TEMP TABLE hm_pull_keys (k BIGINT)")
+        copy_postgres_to_duckdb(
+            pg, f"SELECT DISTINCT {key} FROM {table}", scratch.con, "hm_pull_keys", {"k": "BIGINT"}
+        )
+        scratch.execute(f"INSERT INTO {table} ({key}, hm_pulled) SELECT k, true FROM hm_pull_keys")
     return scratch
 
 
-def _push_changed(scratch: HubDatabase, pg: PostgresHubDatabase, table: str, key: str | None) -> None:
-    """Rows of ``table`` that the load added or changed: delete their keys in PostgreSQL, copy them in."""
-    scratch.execute(
-        f"CREATE OR REPLACE TEMP TABLE hm_changed AS SELECT * FROM {table} EXCEPT SELECT * FROM hm_snap_{table}"
-    )
-    if not scratch.scalar("SELECT count(*) FROM hm_changed"):
+def _push_rows(scratch: HubDatabase, pg: PostgresHubDatabase, table: str, key: str) -> None:
+    """Rows of ``table`` that the load wrote: delete their keys in PostgreSQL, copy them in."""
+    if not scratch.scalar(f"SELECT count(*) FROM {table} WHERE NOT hm_pulled"):
         return
-    columns = [r[0] for r in scratch.rows("SELECT column_name FROM (DESCRIBE hm_changed)")]
-    if key is not None:
-        _delete_keys(scratch, pg, table, key, f"SELECT DISTINCT {key} FROM hm_changed")
+    columns = [f.name for f in cdm_tables()[table]]
+    _delete_keys(scratch, pg, table, key, f"SELECT DISTINCT {key} FROM {table} WHERE NOT hm_pulled")
     quoted = ", ".join(f'"{c}"' for c in columns)
-    copy_duckdb_to_postgres(scratch.con, f"SELECT {quoted} FROM hm_changed", pg, table, columns)
+    copy_duckdb_to_postgres(
+        scratch.con, f"SELECT {quoted} FROM {table} WHERE NOT hm_pulled", pg, table, columns
+    )
+
+
+def _push_new_identifiers(scratch: HubDatabase, pg: PostgresHubDatabase) -> None:
+    columns = list(_IDENTIFIER_COLUMNS)
+    copy_duckdb_to_postgres(
+        scratch.con,
+        f"SELECT {', '.join(columns)} FROM {_IDENTIFIER_INDEX} EXCEPT SELECT {', '.join(columns)} FROM hm_snap_{_IDENTIFIER_INDEX}",
+        pg,
+        _IDENTIFIER_INDEX,
+        columns,
+    )
 
 
 def _delete_keys(scratch: HubDatabase, pg: PostgresHubDatabase, table: str, key: str, keys_sql: str) -> None:
@@ -115,8 +136,8 @@ def _push(scratch: HubDatabase, pg: PostgresHubDatabase, hub: str) -> None:
     try:
         pg.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
         for table, key in REFERENCE_TABLES.items():
-            _push_changed(scratch, pg, table, key)
-        _push_changed(scratch, pg, _IDENTIFIER_INDEX, None)
+            _push_rows(scratch, pg, table, key)
+        _push_new_identifiers(scratch, pg)
         # A record re-sent may change domain (measurement -> observation): its id leaves every event table.
         ids = " UNION ".join(f"SELECT {key} FROM {table}" for table, (key, _) in EVENT_TABLES.items())
         for table, (key, _) in EVENT_TABLES.items():

@@ -105,3 +105,23 @@ def test_a_bundle_lands_whole_and_a_bad_one_leaves_nothing(
     report = ingest_bundle(backend_db, json.dumps(bad), HUB, SECRET)
     assert not report.committed and report.rejected >= 1
     assert backend_db.table_counts() == before
+
+
+@pytest.mark.parametrize("backend_db", ["duckdb", "postgres"], indirect=True)
+def test_a_later_bundle_may_refer_to_a_patient_of_an_earlier_load(
+    generated_pair: GeneratedPair, backend_db: HubDatabase
+) -> None:
+    whole = _patient_bundle(generated_pair.ndjson)
+    patient_only = {**whole, "entry": whole["entry"][:1]}
+    records = {**whole, "entry": whole["entry"][1:]}
+    assert ingest_bundle(backend_db, json.dumps(patient_only), HUB, SECRET).committed
+    report = ingest_bundle(backend_db, json.dumps(records), HUB, SECRET)
+    assert report.committed and report.rejected == 0
+    counts = backend_db.table_counts()
+    assert counts["person"] == 1 and counts["visit_occurrence"] > 0
+    # the visits of the second load hang on the person of the first
+    assert (
+        backend_db.scalar("SELECT count(*) FROM visit_occurrence v JOIN person p USING (person_id)")
+        == counts["visit_occurrence"]
+    )
+    assert backend_db.scalar("SELECT count(*) FROM measurement WHERE visit_occurrence_id IS NOT NULL") > 0
