@@ -65,13 +65,17 @@ def test_features_identical_in_batch_and_from_bundle(generated: tuple[Path, Path
     assert single == batch
 
 
-def test_bundle_score_equals_batch_score(
-    generated: tuple[Path, Path], toy_hubs: dict[str, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def model_dir(toy_hubs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle-model") / "t2dm"
     with connect(toy_hubs["gyeonggi"], read_only=True) as db:
-        train_task(db, "t2dm-3y", tmp_path / "model", models=["logistic-l1"])
+        train_task(db, "t2dm-3y", out, models=["logistic-l1"])
+    return out
+
+
+def test_bundle_score_equals_batch_score(generated: tuple[Path, Path], model_dir: Path) -> None:
     hub_path, ndjson = generated
-    scorer = BundleScorer(tmp_path / "model")
+    scorer = BundleScorer(model_dir)
     try:
         for index in (1, 2):
             _, bundle = patient_bundle(ndjson, index)
@@ -82,7 +86,7 @@ def test_bundle_score_equals_batch_score(
             (person_id,) = [row[0] for row in scratch.rows("SELECT person_id FROM person")]
             scratch.close()
             with connect(hub_path, read_only=True) as db:
-                from_batch = score_person(db, tmp_path / "model", person_id, AS_OF)
+                from_batch = score_person(db, model_dir, person_id, AS_OF)
             np.testing.assert_allclose(from_bundle["risk"], from_batch["risk"], rtol=1e-12)
             assert from_bundle["top_features"] == from_batch["top_features"]
     finally:
@@ -110,3 +114,22 @@ def test_tasks_read_the_platform_cdm(generated: tuple[Path, Path], task: str) ->
     assert 0 < len(data.rows) <= target.persons
     assert "age" in data.names and any(name.startswith("value:LOINC:") for name in data.names)
     assert set(np.unique(data.y)) <= {0, 1}
+
+
+def test_cli_scores_a_bundle_file(generated: tuple[Path, Path], model_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from healthmesh.cli import app
+
+    _, bundle = patient_bundle(generated[1], 3)
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps(bundle))
+    result = CliRunner().invoke(
+        app, ["risk", "score", "--model", str(model_dir), "--bundle", str(path), "--as-of", "2024-06-30"]
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert 0.0 < answer["risk"] < 1.0 and answer["task"] == "t2dm-3y" and answer["index_date"] == "2024-06-30"
+    assert answer["top_features"] and {"feature", "description", "value", "contribution"} <= set(
+        answer["top_features"][0]
+    )
