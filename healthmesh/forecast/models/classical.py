@@ -58,12 +58,15 @@ class StatsForecastModel:
         check_horizon(h)
         assert self._history is not None, "call fit() first"
         from statsforecast import StatsForecast
+        from statsforecast.models import Naive
 
         data = self._history.assign(y=(self._history["y"] + 1.0) ** self.power)
         model = self._model()
         widths = _levels_to_intervals(levels)
         freq: Any = pd.tseries.frequencies.to_offset(series_step(data))
-        engine = StatsForecast(models=[model], freq=freq, n_jobs=1)
+        # A series the model cannot fit (all zeros, too short) gets a naive random walk instead of
+        # failing every other series of the date.
+        engine = StatsForecast(models=[model], freq=freq, n_jobs=1, fallback_model=Naive())
         short = data.groupby("unique_id").size().min()
         if short < 3:
             raise ForecastError(f"{self.kind} needs at least 3 weeks per series; the shortest has {short}")
