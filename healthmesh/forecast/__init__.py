@@ -34,12 +34,12 @@ from healthmesh.forecast.series import (
 from healthmesh.forecast.sources import load_source, load_truth
 
 __all__ = [
-    "BacktestResult",
     "DEFAULT_MODEL",
     "FLUSIGHT_QUANTILES",
-    "Forecaster",
     "ILI_CONCEPT_ID",
     "MODEL_NAMES",
+    "BacktestResult",
+    "Forecaster",
     "data_as_of",
     "discretise_serial_interval",
     "estimate_rt",
