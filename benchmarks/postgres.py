@@ -52,11 +52,14 @@ def _bundle(ndjson: Path) -> str:
     for path in sorted(ndjson.glob("*.ndjson")):
         if not path.name.startswith("Patient"):
             entries += [json.loads(line) for line in path.open() if reference in line]
-    # Another person: a new patient joins the hub, as a clinic's post would.
+    # Another person with records of their own: a new patient joins the hub, as a clinic's post would.
     text = json.dumps(
         {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": r} for r in entries]}
     )
-    return text.replace(patient["id"], patient["id"] + "-new")
+    for resource in entries:
+        rid = resource["id"]
+        text = text.replace(f'"{rid}"', f'"{rid}-new"').replace(f'/{rid}"', f'/{rid}-new"')
+    return text
 
 
 def main() -> None:
@@ -90,7 +93,12 @@ def main() -> None:
             t["task t2dm-3y features"] = _timed(lambda: task_data(db, task))  # noqa: B023
             times[engine] = t
         counts = {engine: db.table_counts() for engine, db in dbs.items()}
-        assert counts["duckdb"] == counts["postgres"], "the engines hold different rows"
+        differ = {
+            t: (n, counts["postgres"].get(t))
+            for t, n in counts["duckdb"].items()
+            if counts["postgres"].get(t) != n
+        }
+        assert not differ, f"the engines hold different rows (DuckDB, PostgreSQL): {differ}"
         print(
             f"{args.patients:,} patients, {sum(counts['duckdb'][t] for t in ('measurement', 'observation', 'condition_occurrence', 'drug_exposure', 'visit_occurrence')):,} clinical rows; same table counts on both engines"
         )

@@ -130,8 +130,12 @@ def _delete_keys(scratch: HubDatabase, pg: PostgresHubDatabase, table: str, key:
     pg.execute(f"DELETE FROM {table} USING hm_keys WHERE {table}.{key} = hm_keys.k")
 
 
-def _push(scratch: HubDatabase, pg: PostgresHubDatabase, hub: str) -> None:
-    """Upsert the load's rows and rebuild the derived tables, in one PostgreSQL transaction."""
+def _push(scratch: HubDatabase, pg: PostgresHubDatabase, hub: str, bundle: bool = False) -> None:
+    """Upsert the load's rows and rebuild the derived tables, in one PostgreSQL transaction.
+
+    For a Bundle the derived tables are rebuilt for its persons only, as on DuckDB: the mapping's
+    ``hm_checked`` (persons and status) is copied over so that the same SQL finds them.
+    """
     pg.execute("BEGIN")
     try:
         pg.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
@@ -147,12 +151,27 @@ def _push(scratch: HubDatabase, pg: PostgresHubDatabase, hub: str) -> None:
                 columns = [f.name for f in cdm_tables()[table]]
                 quoted = ", ".join(f'"{c}"' for c in columns)
                 copy_duckdb_to_postgres(scratch.con, f"SELECT {quoted} FROM {table}", pg, table, columns)
-        rebuild_derived(pg, hub, vocabulary_version(pg))
+        if bundle:
+            pg.execute("DROP TABLE IF EXISTS hm_checked")
+            pg.execute("CREATE TEMP TABLE hm_checked (person_id BIGINT, status TEXT)")
+            copy_duckdb_to_postgres(
+                scratch.con,
+                "SELECT DISTINCT person_id, status FROM hm_checked WHERE person_id IS NOT NULL",
+                pg,
+                "hm_checked",
+                ["person_id", "status"],
+            )
+        rebuild_derived(pg, hub, vocabulary_version(pg), only_batch_persons=bundle)
         pg.execute("COMMIT")
     except BaseException:
         if not pg.raw.closed:
             pg.raw.execute("ROLLBACK")
         raise
+    if bundle:  # a Bundle barely moves the statistics
+        return
+    # Fresh statistics: after a bulk COPY the planner would otherwise guess (autovacuum comes later).
+    tables = [*REFERENCE_TABLES, *EVENT_TABLES, "observation_period"]
+    pg.execute(f"ANALYZE {', '.join(tables)}")
 
 
 def _finish(pg: PostgresHubDatabase, report: IngestReport, started: float) -> IngestReport:
@@ -190,7 +209,7 @@ def ingest_bundle_postgres(
     with _scratch_for(db) as scratch:
         report = load.ingest_bundle(scratch, bundle, hub, secret_key)
         if report.committed:
-            _push(scratch, db, hub)
+            _push(scratch, db, hub, bundle=True)
     return _finish(db, report, started)
 
 

@@ -59,7 +59,7 @@ def test_a_failed_load_leaves_postgres_unchanged_and_running_it_again_repairs_it
     try:
         with connect(url) as pg:
             # The load dies after every row was upserted, just before COMMIT.
-            def die(*args: object) -> None:
+            def die(*args: object, **kwargs: object) -> None:
                 raise KeyboardInterrupt("killed")
 
             monkeypatch.setattr(to_postgres, "rebuild_derived", die)
