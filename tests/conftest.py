@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,41 @@ def generated_hubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def generated_hub(generated_hubs: dict[str, Path]) -> Path:
     """One generated hub CDM (gyeonggi, 1,500 people); open read-only or copy before changing it."""
     return generated_hubs["gyeonggi"]
+
+
+@pytest.fixture(scope="session")
+def clean_cdm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small consistent CDM (30 sample persons), built once per session; use ``clean_cdm`` for a copy."""
+    from healthmesh.cdm import create_hub
+    from healthmesh.quality import insert_sample_population
+
+    path = tmp_path_factory.getbasetemp() / "hm-sample-30.duckdb"
+    if not path.exists():
+        with create_hub(str(path)) as db:
+            insert_sample_population(db, persons=30)
+    return path
+
+
+@pytest.fixture
+def clean_cdm(clean_cdm_file: Path, tmp_path: Path):
+    """A fresh copy of the sample CDM, open read-write."""
+    from healthmesh.cdm import connect
+
+    target = tmp_path / "hub.duckdb"
+    shutil.copy(clean_cdm_file, target)
+    db = connect(target)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def eunomia_file(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared OMOP CDM v5.4 CSVs (Eunomia Synthea27Nj) loaded into a hub database, once per session."""
+    from healthmesh.cdm import create_hub
+    from healthmesh.quality import load_cdm_csv
+
+    path = tmp_path_factory.getbasetemp() / "hm-eunomia.duckdb"
+    if not path.exists():
+        with create_hub(str(path)) as db:
+            load_cdm_csv(db, shared_data / "omop" / "eunomia-synthea27nj-cdm54")
+    return path

@@ -12,8 +12,8 @@ from healthmesh.characterize.runner import characterize, ili_weekly, release_ana
 
 __all__ = [
     "ANALYSES",
-    "Analysis",
     "ILI_CONCEPT_ID",
+    "Analysis",
     "build_catalog",
     "characterize",
     "ili_weekly",

@@ -59,7 +59,7 @@ def _register() -> None:
 _register()
 
 
-def exit_code_for(error: HealthmeshError) -> int:
+def _exit_code_for(error: HealthmeshError) -> int:
     for cls in type(error).__mro__:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
@@ -72,4 +72,4 @@ def main() -> None:
         app()
     except HealthmeshError as error:
         err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        sys.exit(exit_code_for(error))
+        sys.exit(_exit_code_for(error))

@@ -10,39 +10,19 @@ from rich.table import Table
 
 from healthmesh.cli.ingest import hub_key
 from healthmesh.demo import HUBS, DemoConfig, run_demo
+from healthmesh.demo.pipeline import DemoResult
 from healthmesh.demo.report import write_report
 
 console = Console()
 
 
-def _summary(result) -> Table:  # type: ignore[no-untyped-def]
+def _summary(result: DemoResult) -> Table:
+    header, rows = result.hub_rows()
     table = Table(title="hubs")
-    for column in (
-        "hub",
-        "persons",
-        "visits",
-        "conditions",
-        "measurements",
-        "drugs",
-        "mapped share",
-        "rejected",
-    ):
+    for column in header:
         table.add_column(column, justify="left" if column == "hub" else "right")
-    for hub in HUBS:
-        report = result.ingest[hub]
-        records = sum(r["loaded"] for t, r in report.by_type.items() if t in report.mapped_share())
-        mapped = sum(r["mapped"] for t, r in report.by_type.items() if t in report.mapped_share())
-        t = report.tables
-        table.add_row(
-            hub,
-            f"{t.get('person', 0):,}",
-            f"{t.get('visit_occurrence', 0):,}",
-            f"{t.get('condition_occurrence', 0):,}",
-            f"{t.get('measurement', 0):,}",
-            f"{t.get('drug_exposure', 0):,}",
-            f"{mapped / records:.1%}" if records else "-",
-            f"{report.rejected:,}",
-        )
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
     return table
 
 

@@ -48,6 +48,21 @@ class DemoResult:
     def db(self, hub: str) -> Path:
         return self.workdir / hub / "hub.duckdb"
 
+    def hub_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Per-hub integration figures: persons, records per CDM table, mapped share, rejects."""
+        header = ["hub", "persons", "visits", "conditions", "measurements", "drugs", "deaths", "mapped share",
+                  "input records", "rejected"]  # fmt: skip
+        rows: list[list[Any]] = []
+        for hub, report in self.ingest.items():
+            clinical = report.mapped_share()
+            loaded = sum(r["loaded"] for t, r in report.by_type.items() if t in clinical)
+            mapped = sum(r["mapped"] for t, r in report.by_type.items() if t in clinical)
+            t = report.tables
+            rows.append([hub, t.get("person", 0), t.get("visit_occurrence", 0), t.get("condition_occurrence", 0),
+                         t.get("measurement", 0), t.get("drug_exposure", 0), t.get("death", 0),
+                         f"{mapped / loaded:.1%}" if loaded else "-", report.records, report.rejected])  # fmt: skip
+        return header, rows
+
 
 def _timed(result: DemoResult, name: str, say: Say) -> Callable[[Callable[[], None]], None]:
     def run(step: Callable[[], None]) -> None:

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from healthmesh.demo.pipeline import HUBS, DemoResult
+from healthmesh.demo.pipeline import DemoResult
 
 __all__ = ["write_report"]
 
@@ -47,39 +47,7 @@ def _charts(folder: Path, limit: int = 12) -> str:
 
 
 def _ingest_section(result: DemoResult) -> str:
-    rows = []
-    for hub in HUBS:
-        report = result.ingest.get(hub)
-        if report is None:
-            continue
-        tables = report.tables
-        rows.append(
-            [
-                hub,
-                tables.get("person", 0),
-                tables.get("visit_occurrence", 0),
-                tables.get("condition_occurrence", 0),
-                tables.get("measurement", 0),
-                tables.get("drug_exposure", 0),
-                tables.get("death", 0),
-                report.records,
-                report.rejected,
-            ]
-        )
-    return _table(
-        [
-            "hub",
-            "persons",
-            "visits",
-            "conditions",
-            "measurements",
-            "drugs",
-            "deaths",
-            "input records",
-            "rejected",
-        ],
-        rows,
-    )
+    return _table(*result.hub_rows())
 
 
 def _risk_section(result: DemoResult) -> str:
@@ -129,17 +97,17 @@ def _forecast_section(result: DemoResult) -> str:
     regions = result.forecast.get("regions", {}) if isinstance(result.forecast, dict) else {}
     rows = []
     for region, info in regions.items():
-        rows.append(
-            [
-                region,
-                str(info.get("next_week_median", "")),
-                str(info.get("next_week_95", "")),
-                str(info.get("rt", "")),
-                str(info.get("exceedance_probability", "")),
-            ]
-        )
-    table = _table(["region", "next week median", "95% interval", "latest Rt", "P(exceed threshold)"], rows)
-    return table + _charts(result.workdir / "forecasts")
+        week, rt, exceed = info.get("next_week", {}), info.get("rt", {}), info.get("exceedance", {})
+        rows.append([
+            region,
+            str(week.get("week", "")),
+            f"{week.get('median', float('nan')):.1f}",
+            f"{week.get('lower95', float('nan')):.1f} - {week.get('upper95', float('nan')):.1f}",
+            f"{rt.get('mean', float('nan')):.2f} ({rt.get('lower95', float('nan')):.2f} - {rt.get('upper95', float('nan')):.2f})",
+            f"{exceed.get('probability', float('nan')):.2f} (> {exceed.get('threshold', '')})",
+        ])  # fmt: skip
+    header = ["region", "week", "ILI visits, median", "95% interval", "latest Rt (95% CrI)", "P(exceed)"]
+    return _table(header, rows) + _charts(result.workdir / "forecasts")
 
 
 def write_report(result: DemoResult, services: list[dict[str, str]] | None = None) -> Path:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from healthmesh.federation.tls import TlsFiles, make_self_signed_tls
 
 __all__ = [
-    "FlowerNetwork",
     "STRATEGIES",
+    "FlowerNetwork",
     "TlsFiles",
     "combine_counts",
     "federated_count",
