@@ -22,9 +22,9 @@ from healthmesh.privacy.pseudonym import PSEUDONYM_LENGTH, pseudonym, register_p
 from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
 
 __all__ = [
-    "PSEUDONYM_LENGTH",
     "COUNT_KEYS",
     "DEFAULT_MIN_COUNT",
+    "PSEUDONYM_LENGTH",
     "RiskReport",
     "ScanReport",
     "anonymize",
