@@ -23,7 +23,7 @@ __all__ = [
 
 
 def create_hub(path: str, vocabulary: str | None = None) -> HubDatabase:
-    """Open ``path`` (DuckDB file or ``postgresql://`` URL), create the CDM tables, load the vocabulary if none."""
+    """Open ``path`` (DuckDB file or ``postgresql://`` URL), create the CDM tables, load a vocabulary."""
     from pathlib import Path
 
     db = connect(path)
