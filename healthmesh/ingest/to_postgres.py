@@ -26,6 +26,7 @@ from healthmesh.cdm.postgres import (
 )
 from healthmesh.cdm.schema import cdm_tables, sql_type
 from healthmesh.cdm.vocabulary import vocabulary_version
+from healthmesh.errors import CDMError
 from healthmesh.ingest import load
 from healthmesh.ingest.map import EVENT_TABLES, rebuild_derived
 from healthmesh.ingest.report import IngestReport
@@ -224,7 +225,10 @@ def build_synthetic_hub_postgres(
     try:
         generate_population(hub, patients, seed, folder)
         with create_hub(url) as db:
-            assert isinstance(db, PostgresHubDatabase)
+            if not isinstance(db, PostgresHubDatabase):
+                raise CDMError(
+                    f"{url!r} is not a postgresql:// URL; use build_synthetic_hub for a DuckDB file"
+                )
             return ingest_paths_postgres(db, [folder], hub, secret_key)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
