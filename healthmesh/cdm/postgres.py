@@ -314,6 +314,9 @@ def connect_postgres(url: str) -> PostgresHubDatabase:
     raw.adapters.register_loader("numeric", _NumberLoader)
     raw.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     raw.execute(f"SET search_path TO {SCHEMA}")
+    # The CDM's queries are many and short at hub sizes: compiling them costs more than it saves
+    # (all quality checks on 10,000 people: 7.8 s with JIT, 7.0 s without).
+    raw.execute("SET jit = off")
     return PostgresHubDatabase(PostgresConnection(raw), url)
 
 
