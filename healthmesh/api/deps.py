@@ -56,7 +56,7 @@ class HubState:
         ensure_audit_table(self.db)
         self.write_lock = threading.Lock()
         # Ingest registers a SQL function in the catalog of its connection: keep one connection for it.
-        self._ingest_db = HubDatabase(self.db.con.cursor(), config.db_path)
+        self._ingest_db = self.db.cursor()
         self.data_version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
         self._cache_lock = threading.Lock()
@@ -73,11 +73,12 @@ class HubState:
     @contextmanager
     def cursor(self) -> Iterator[HubDatabase]:
         """A per-request view of the hub database on its own cursor."""
-        cursor = self.db.con.cursor()
+        # DuckDB: a cursor on the one connection; PostgreSQL: a connection of its own.
+        db = self.db.cursor()
         try:
-            yield HubDatabase(cursor, self.config.db_path)
+            yield db
         finally:
-            cursor.close()
+            db.close()
 
     @contextmanager
     def ingest_database(self) -> Iterator[HubDatabase]:

@@ -52,7 +52,7 @@ def serve(
 
     from healthmesh.api import config_from_settings, create_app
 
-    if not db.exists():
+    if not str(db).startswith("postgresql:") and not db.exists():
         raise ConfigError(
             f"no hub database at {db}; create one with `healthmesh cdm init --db {db}` or ingest"
         )
