@@ -18,18 +18,6 @@ app = typer.Typer(
 )
 console = Console()
 
-_KEYS = (
-    "n",
-    "n_outcomes",
-    "auroc",
-    "auroc_ci_low",
-    "auroc_ci_high",
-    "auprc",
-    "brier",
-    "calibration_slope",
-    "eo_ratio",
-)
-
 
 def _models(value: str | None) -> list[str] | None:
     return [m.strip() for m in value.split(",") if m.strip()] if value else None
@@ -38,7 +26,9 @@ def _models(value: str | None) -> list[str] | None:
 def _show(title: str, metrics: dict, out: Path) -> None:
     table = Table(title=title, show_header=False)
     table.add_row("model", str(metrics.get("model")))
-    for key in _KEYS:
+    from healthmesh.risk.registry import SUMMARY_METRICS  # here: the risk package is slow to import
+
+    for key in SUMMARY_METRICS:
         value = metrics.get(key)
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -53,17 +53,9 @@ def _ingest_section(result: DemoResult) -> str:
 def _risk_section(result: DemoResult) -> str:
     if not result.risk:
         return "<p>not run</p>"
-    keys = [
-        "auroc",
-        "auroc_ci_low",
-        "auroc_ci_high",
-        "auprc",
-        "brier",
-        "calibration_slope",
-        "eo_ratio",
-        "n",
-        "n_outcomes",
-    ]
+    from healthmesh.risk.registry import SUMMARY_METRICS  # here: the risk package is slow to import
+
+    keys = list(SUMMARY_METRICS)
     rows = [
         [f"{result.risk['trained_at']} (internal test)", *(result.risk["train"].get(k, "") for k in keys)]
     ]

@@ -15,10 +15,18 @@ from typing import Any
 from healthmesh.errors import ModelError
 from healthmesh.risk.modelfile import SafeModel, load_model, model_digest
 
-__all__ = ["REGISTRY_FILE", "default_registry", "find_entry", "list_entries", "load_registered", "register"]
+__all__ = [
+    "REGISTRY_FILE",
+    "SUMMARY_METRICS",
+    "default_registry",
+    "find_entry",
+    "list_entries",
+    "load_registered",
+    "register",
+]
 
 REGISTRY_FILE = "registry.json"
-_SUMMARY = (
+SUMMARY_METRICS = (  # the figures a registry entry, a listing or a report shows
     "auroc",
     "auroc_ci_low",
     "auroc_ci_high",
@@ -79,7 +87,7 @@ def register(
         "path": os.path.relpath(Path(folder).resolve(), path.resolve().parent),
         "sha256": model_digest(folder),
         "data_fingerprint": data_fingerprint,
-        "metrics": {k: metrics.get(k) for k in _SUMMARY if k in metrics},
+        "metrics": {k: metrics.get(k) for k in SUMMARY_METRICS if k in metrics},
         "card": card,
     }
     doc["models"] = [e for e in doc["models"] if e.get("model_id") != model_id] + [entry]
