@@ -31,10 +31,15 @@ _WEEKLY_ILI = f"""
 """
 
 
+# The last week the hub has data for: weeks after the last ILI visit up to it are quiet weeks (0), not gaps.
+_LAST_WEEK = "SELECT CAST(date_trunc('week', max(visit_start_date)) AS DATE) FROM visit_occurrence"
+
+
 def read_hub_ili(hub: HubDatabase | str | Path) -> pd.DataFrame:
     """Weekly ILI visit counts per region (``unique_id`` = state code), weeks without a visit as 0."""
     if isinstance(hub, HubDatabase):
         counts = hub.df(_WEEKLY_ILI)
+        last_week = hub.scalar(_LAST_WEEK)
         source = str(hub.path)
     else:
         source = str(hub)
@@ -48,13 +53,20 @@ def read_hub_ili(hub: HubDatabase | str | Path) -> pd.DataFrame:
             db = connect(hub)
         with db:
             counts = db.df(_WEEKLY_ILI)
+            last_week = db.scalar(_LAST_WEEK)
     if counts.empty:
         raise ForecastError(
             f"hub {source} has no ILI visits (condition_concept_id {ILI_CONCEPT_ID}); ingest ILI data first"
         )
     counts["ds"] = pd.to_datetime(counts["ds"])
     # Every region gets every week of the hub's span, so a quiet week is a 0, not a gap.
-    weeks = pd.date_range(counts["ds"].min(), counts["ds"].max(), freq="7D")
+    # The last week may be partial; the full weeks before it are complete.
+    end = (
+        counts["ds"].max()
+        if last_week is None
+        else max(counts["ds"].max(), pd.Timestamp(last_week) - pd.Timedelta(days=7))
+    )
+    weeks = pd.date_range(counts["ds"].min(), end, freq="7D")
     full = pd.MultiIndex.from_product(
         [sorted(counts["unique_id"].unique()), weeks], names=["unique_id", "ds"]
     )
