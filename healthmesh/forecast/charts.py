@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only, never a window: servers and CI have no disp
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = ["fan_chart", "rt_chart"]
 
@@ -39,13 +41,7 @@ def fan_chart(
     ax.set_ylabel("weekly count")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def rt_chart(rt: pd.DataFrame, path: Path, title: str, history_days: int = 730) -> Path:
@@ -69,6 +65,11 @@ def rt_chart(rt: pd.DataFrame, path: Path, title: str, history_days: int = 730) 
     ax.set_ylabel("reproduction number")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, ax, path)
+
+
+def _save(fig: Figure, ax: Axes, path: Path) -> Path:
+    """The finish every chart shares: grid, dated x axis, tight layout, PNG written, figure freed."""
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
