@@ -15,11 +15,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from healthmesh.cdm import HubDatabase, create_hub
 from healthmesh.errors import ModelError
-from healthmesh.risk.features import build_features, collect_features, load_rows, prepare_features
+from healthmesh.risk.features import (
+    build_features,
+    collect_features,
+    load_rows,
+    prepare_features,
+    resolve_value_keys,
+)
 from healthmesh.risk.modelfile import SafeModel
+from healthmesh.risk.patient_features import patient_features
 from healthmesh.risk.registry import load_registered
 from healthmesh.risk.tasks import load_task
 
@@ -174,12 +182,21 @@ class PersonScorer:
         matrix = collect_features(self.db, self.settings, 1, len(self.model.feature_names))
         return {
             "person_id": int(person_id),
-            "index_date": str(found[0][0]),
-            "risk": float(self.model.predict_proba(matrix)[0]),
-            "task": self.model.meta.get("task", {}).get("name"),
-            "model_id": self.model.meta.get("model_id"),
-            "top_features": _explain(self.model, matrix, self.descriptions, top),
+            **_answer(self.model, matrix, found[0][0], self.descriptions, top),
         }
+
+
+def _answer(
+    frozen: SafeModel, matrix: Any, index_date: date, descriptions: dict[str, str], top: int
+) -> dict[str, Any]:
+    """The scoring answer for one row of covariates: risk, model and the top contributing features."""
+    return {
+        "index_date": str(index_date),
+        "risk": float(frozen.predict_proba(matrix)[0]),
+        "task": frozen.meta.get("task", {}).get("name"),
+        "model_id": frozen.meta.get("model_id"),
+        "top_features": _explain(frozen, matrix, descriptions, top),
+    }
 
 
 def score_person(
@@ -209,33 +226,47 @@ def _bundle_dict(bundle: dict[str, Any] | str | Path) -> dict[str, Any]:
 
 
 class BundleScorer:
-    """Scores one patient's FHIR Bundle with a frozen CDM model, keeping a scratch CDM warm.
+    """Scores one patient's FHIR Bundle with a frozen CDM model.
 
-    The lookup tables of the feature SQL and the names of the model's concepts are prepared once;
-    each request then costs the ingest of the Bundle plus one feature query.
+    A Bundle that loads cleanly is mapped in memory (``ingest.one_patient``) and its covariates are
+    computed in memory (``patient_features``): about a millisecond. Any other Bundle takes the
+    reference path: it is ingested into a scratch in-memory CDM with the database mapping and
+    scored with the feature SQL, which gives the authoritative answer or the one-line reason.
+    Tests hold both paths equal. ``fast=False`` always takes the reference path.
     """
 
     def __init__(
-        self, model: SafeModel | Path | str, *, registry: Path | None = None, secret_key: bytes | str = b""
+        self,
+        model: SafeModel | Path | str,
+        *,
+        registry: Path | None = None,
+        secret_key: bytes | str = b"",
+        fast: bool = True,
     ) -> None:
+        try:
+            from healthmesh.ingest.one_patient import BundleMapper
+        except ImportError as error:
+            raise ModelError("scoring a Bundle needs healthmesh.ingest, which is not installed") from error
         self.model = _model(model, registry)
         key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
         # A scratch CDM lives for one request; a per-process random key keeps its pseudonyms unlinkable.
         self.secret_key = key or secrets.token_bytes(32)
         self.db = create_hub(":memory:")
         self.persons = PersonScorer(self.db, self.model)
+        self.fast = fast
+        self.mapper = BundleMapper(self.db)
+        self.columns = {name: i for i, name in enumerate(self.model.feature_names)}
+        self.value_keys: dict[int, list[str]] = {}
+        for concept, value_key in resolve_value_keys(self.db, self.persons.settings).itertuples(index=False):
+            self.value_keys.setdefault(int(concept), []).append(str(value_key))
 
     def close(self) -> None:
         self.db.close()
 
     def load(self, bundle: dict[str, Any] | str | Path) -> int:
-        """Empty the scratch CDM, ingest the Bundle into it, return the patient's person_id."""
-        try:
-            from healthmesh.ingest import ingest_bundle
-        except ImportError as error:
-            raise ModelError(
-                "scoring a Bundle needs healthmesh.ingest.ingest_bundle, which is not installed"
-            ) from error
+        """Reference path: empty the scratch CDM, ingest the Bundle into it, return the patient's person_id."""
+        from healthmesh.ingest import ingest_bundle
+
         document = _bundle_dict(bundle)
         filled = self.db.rows(
             "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND estimated_size > 0 "
@@ -252,13 +283,35 @@ class BundleScorer:
             raise ModelError(f"the Bundle must hold exactly one patient; it held {len(people)}")
         return int(people[0])
 
+    def features(
+        self, bundle: dict[str, Any] | str | Path, as_of: date | None = None
+    ) -> tuple[date, dict[str, float]] | None:
+        """Fast path: the index date and named covariates of a cleanly loading Bundle, else None."""
+        from healthmesh.ingest.one_patient import NeedsDatabase
+
+        try:
+            records = self.mapper.map(_bundle_dict(bundle))
+        except NeedsDatabase:
+            return None
+        index_date = as_of or records.last_day or date.today()
+        return index_date, patient_features(records, self.persons.settings, index_date, self.value_keys)
+
     def score(
         self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
     ) -> dict[str, Any]:
         """Risk and top contributing features for the patient in ``bundle``."""
-        result = self.persons.score(self.load(bundle), as_of, top)
-        result.pop("person_id")
-        return result
+        document = _bundle_dict(bundle)
+        found = self.features(document, as_of) if self.fast else None
+        if found is None:
+            result = self.persons.score(self.load(document), as_of, top)
+            result.pop("person_id")
+            return result
+        index_date, named = found
+        cells = [(self.columns[name], value) for name, value in named.items() if name in self.columns]
+        matrix = sp.csr_matrix(
+            ([v for _, v in cells], ([0] * len(cells), [c for c, _ in cells])), shape=(1, len(self.columns))
+        )
+        return _answer(self.model, matrix, index_date, self.persons.descriptions, top)
 
 
 def score_bundle(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from healthmesh.cdm import HubDatabase, connect, create_hub
+from healthmesh.errors import ModelError
 from healthmesh.risk import BundleScorer, load_task, score_person, train_task
 from healthmesh.risk.features import build_features, load_rows
 
@@ -133,3 +134,55 @@ def test_cli_scores_a_bundle_file(generated: tuple[Path, Path], model_dir: Path,
     assert answer["top_features"] and {"feature", "description", "value", "contribution"} <= set(
         answer["top_features"][0]
     )
+
+
+def test_in_memory_features_equal_batch_for_every_patient(
+    generated: tuple[Path, Path], model_dir: Path
+) -> None:
+    # The scoring fast path (in-memory mapping and covariates) against the batch feature SQL, everyone.
+    hub_path, ndjson = generated
+    with connect(hub_path, read_only=True) as db:
+        batch = _named(db, [row[0] for row in db.rows("SELECT person_id FROM person")])
+    scorer = BundleScorer(model_dir)
+    scratch = create_hub(":memory:")  # ingested with the hub's key, to learn each Bundle's person_id
+    try:
+        for index in range(len(batch)):
+            _, bundle = patient_bundle(ndjson, index)
+            found = scorer.features(bundle, AS_OF)
+            assert found is not None, f"patient {index} left the fast path"
+            index_date, named = found
+            before = {row[0] for row in scratch.rows("SELECT person_id FROM person")}
+            ingest.ingest_bundle(scratch, json.dumps(bundle), hub="busan", secret_key=KEY)
+            (person_id,) = {row[0] for row in scratch.rows("SELECT person_id FROM person")} - before
+            assert index_date == AS_OF
+            assert {k: v for k, v in named.items() if v != 0} == batch[person_id]
+    finally:
+        scratch.close()
+        scorer.close()
+
+
+def test_fast_and_reference_paths_answer_alike(generated: tuple[Path, Path], model_dir: Path) -> None:
+    _, ndjson = generated
+    fast, reference = BundleScorer(model_dir), BundleScorer(model_dir, fast=False)
+    try:
+        for index in (0, 4, 9):
+            _, bundle = patient_bundle(ndjson, index)
+            for as_of in (AS_OF, None):  # None: the patient's last observed day
+                assert fast.score(bundle, as_of) == reference.score(bundle, as_of)
+        # A Bundle with a resource sent twice is decided by the database mapping, with the same answer.
+        _, bundle = patient_bundle(ndjson, 2)
+        twice = {**bundle, "entry": [*bundle["entry"], bundle["entry"][-1]]}
+        assert fast.features(twice) is None
+        assert fast.score(twice, AS_OF) == reference.score(bundle, AS_OF)
+        # A Bundle the database mapping rejects gets its one-line reason.
+        broken = json.loads(json.dumps(bundle))
+        next(
+            e
+            for e in broken["entry"]
+            if e["resource"]["resourceType"] == "Condition" or e["resource"]["resourceType"] == "Observation"
+        )["resource"]["subject"] = {"reference": "Patient/nobody"}
+        with pytest.raises(ModelError, match="could not be loaded: .*nobody"):
+            fast.score(broken, AS_OF)
+    finally:
+        fast.close()
+        reference.close()
