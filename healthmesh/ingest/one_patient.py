@@ -83,20 +83,21 @@ def _compile(path: str) -> tuple[str | int, ...]:
 
 
 _STEPS = {name: _compile(path) for name, path in PATHS}
+_HEAD = {name: steps[0] for name, steps in _STEPS.items()}
 
 
-def _text(node: Any, name: str) -> str | None:
+def _text(resource: dict[str, Any], name: str) -> str | None:
     """The element at ``PATHS[name]`` as text, None when absent; NeedsDatabase when not a string."""
-    for step in _STEPS[name]:
-        if isinstance(step, int):
-            if not isinstance(node, list) or len(node) <= step:
-                return None
-        elif not isinstance(node, dict):
-            return None
-        node = node[step] if isinstance(step, int) else node.get(step)
+    steps = _STEPS[name]
+    node = resource.get(steps[0])  # most elements are absent: settle those with one lookup
+    for step in steps[1:]:
         if node is None:
             return None
-    if isinstance(node, str):
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and len(node) > step else None
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+    if node is None or isinstance(node, str):
         return node
     raise NeedsDatabase(f"{name} is not a string")  # numbers, booleans, objects: the reference decides
 
@@ -135,9 +136,10 @@ def fhir_day(text: str | None) -> date | None:
 
 def _first(resource: dict[str, Any], names: tuple[str, ...]) -> str | None:
     for name in names:
-        value = _text(resource, name)
-        if value is not None:
-            return value
+        if _HEAD[name] in resource:
+            value = _text(resource, name)
+            if value is not None:
+                return value
     return None
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +91,32 @@ class SafeModel:
             return np.zeros((len(frame), 0))
         return np.hstack(parts)
 
-    def transform_sparse(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        """Named covariates (columns in ``feature_names`` order) -> scaled by the stored max-abs values."""
-        scale = np.asarray(self.preprocessing["sparse"]["scale"], dtype=float)
-        return sp.csr_matrix(matrix @ sp.diags(1.0 / scale))
+    @cached_property
+    def _scale(self) -> np.ndarray:
+        return np.asarray(self.preprocessing["sparse"]["scale"], dtype=float)
 
-    def design(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
+    @cached_property
+    def _scaled_coef(self) -> np.ndarray:
+        # The max-abs scaling folded into the coefficients: one mat-vec on raw covariates, no scaled copy.
+        return np.asarray(self.coef, dtype=float) / self._scale
+
+    def transform_sparse(self, matrix: sp.csr_matrix | np.ndarray) -> sp.csr_matrix | np.ndarray:
+        """Named covariates (columns in ``feature_names`` order) -> scaled by the stored max-abs values.
+
+        A dense array (one patient's row) stays dense: cheaper than sparse bookkeeping for one row.
+        """
+        if isinstance(matrix, np.ndarray):
+            return matrix * (1.0 / self._scale)  # the sparse path's arithmetic, to the last bit
+        return sp.csr_matrix(matrix @ sp.diags(1.0 / self._scale))
+
+    def design(self, data: pd.DataFrame | sp.spmatrix | np.ndarray) -> np.ndarray | sp.csr_matrix:
         if self.input_kind == "table":
             if not isinstance(data, pd.DataFrame):
                 raise ModelError("this model reads a table; pass a DataFrame of its columns")
             return self.transform_table(data)
         if isinstance(data, pd.DataFrame):
             raise ModelError("this model reads CDM covariates; pass their sparse matrix")
-        return self.transform_sparse(sp.csr_matrix(data))
+        return self.transform_sparse(data if isinstance(data, np.ndarray) else sp.csr_matrix(data))
 
     # -- prediction ----------------------------------------------------------------------------
     def linear_predictor(self, design: np.ndarray | sp.csr_matrix) -> np.ndarray:
@@ -111,17 +125,15 @@ class SafeModel:
         assert self.booster is not None
         return np.asarray(self.booster.predict(design, raw_score=True)).ravel()
 
-    def predict_proba(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:
+    def predict_proba(self, data: pd.DataFrame | sp.spmatrix | np.ndarray) -> np.ndarray:
         """Predicted risk of the outcome for each row."""
         if self.kind == "logistic" and self.input_kind == "sparse" and not isinstance(data, pd.DataFrame):
-            # Fold the max-abs scaling into the coefficients: one sparse mat-vec, no scaled copy.
-            weights = np.asarray(self.coef) / np.asarray(self.preprocessing["sparse"]["scale"])
-            eta = np.asarray(sp.csr_matrix(data) @ weights).ravel() + self.intercept
+            eta = np.asarray(data @ self._scaled_coef).ravel() + self.intercept
         else:
             eta = self.linear_predictor(self.design(data))
         return 1.0 / (1.0 + np.exp(-eta))
 
-    def contributions(self, data: pd.DataFrame | sp.spmatrix) -> np.ndarray:
+    def contributions(self, data: pd.DataFrame | sp.spmatrix | np.ndarray) -> np.ndarray:
         """Per-row, per-feature contributions to the log-odds (coef x value, or LightGBM SHAP values)."""
         design = self.design(data)
         if self.kind == "logistic":
@@ -129,10 +141,7 @@ class SafeModel:
             # Relative to the training mean (stored for CDM models; table designs are centred already).
             center = self.preprocessing.get("sparse", {}).get("mean")
             if center is not None:
-                dense = (
-                    dense
-                    - np.asarray(center)[None, :] / np.asarray(self.preprocessing["sparse"]["scale"])[None, :]
-                )
+                dense = dense - np.asarray(center)[None, :] / self._scale[None, :]
             return dense * np.asarray(self.coef)[None, :]
         assert self.booster is not None
         contrib = np.asarray(self.booster.predict(design, pred_contrib=True))

@@ -144,7 +144,7 @@ def _descriptions(db: HubDatabase, features: list[str]) -> dict[str, str]:
 
 def _explain(frozen: SafeModel, matrix: Any, descriptions: dict[str, str], top: int) -> list[dict[str, Any]]:
     contributions = frozen.contributions(matrix)[0]
-    values = np.asarray(matrix.toarray()).ravel()
+    values = np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix).ravel()
     order = [i for i in np.argsort(-np.abs(contributions)) if contributions[i] != 0][:top]
     return [
         {
@@ -307,11 +307,12 @@ class BundleScorer:
             result.pop("person_id")
             return result
         index_date, named = found
-        cells = [(self.columns[name], value) for name, value in named.items() if name in self.columns]
-        matrix = sp.csr_matrix(
-            ([v for _, v in cells], ([0] * len(cells), [c for c, _ in cells])), shape=(1, len(self.columns))
-        )
-        return _answer(self.model, matrix, index_date, self.persons.descriptions, top)
+        row = np.zeros((1, len(self.columns)))
+        for name, value in named.items():
+            column = self.columns.get(name)
+            if column is not None:
+                row[0, column] = value
+        return _answer(self.model, row, index_date, self.persons.descriptions, top)
 
 
 def score_bundle(
