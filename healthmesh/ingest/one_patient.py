@@ -83,13 +83,13 @@ def _compile(path: str) -> tuple[str | int, ...]:
 
 
 _STEPS = {name: _compile(path) for name, path in PATHS}
-_HEAD = {name: steps[0] for name, steps in _STEPS.items()}
+_HEAD = {name: str(steps[0]) for name, steps in _STEPS.items()}
 
 
 def _text(resource: dict[str, Any], name: str) -> str | None:
     """The element at ``PATHS[name]`` as text, None when absent; NeedsDatabase when not a string."""
     steps = _STEPS[name]
-    node = resource.get(steps[0])  # most elements are absent: settle those with one lookup
+    node = resource.get(_HEAD[name])  # most elements are absent: settle those with one lookup
     for step in steps[1:]:
         if node is None:
             return None
