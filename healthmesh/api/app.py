@@ -7,16 +7,16 @@ guarded request, admitted or refused, is written to the audit log before its ans
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from healthmesh.api.audit import AuditEntry, write_audit
+from healthmesh.api.audit import AuditEntry
 from healthmesh.api.auth import default_clients, parse_clients
 from healthmesh.api.deps import HubConfig, HubState
 from healthmesh.api.errors import install_error_handlers
@@ -49,7 +49,7 @@ class AuditMiddleware:
             nonlocal written
             if message["type"] == "http.response.start" and not written:
                 written = True
-                await run_in_threadpool(self._write, scope, int(message["status"]))
+                await self.state.audit.write(self._entry(scope, int(message["status"])))
             await send(message)
 
         try:
@@ -57,10 +57,10 @@ class AuditMiddleware:
         except Exception:
             if not written:
                 written = True
-                await run_in_threadpool(self._write, scope, 500)
+                await self.state.audit.write(self._entry(scope, 500))
             raise
 
-    def _write(self, scope: Scope, status: int) -> None:
+    def _entry(self, scope: Scope, status: int) -> AuditEntry:
         state: dict[str, Any] = scope.get("state", {})
         principal = state.get("principal")
         subject = principal.subject if principal else state.get("audit_denied", "anonymous")
@@ -70,9 +70,7 @@ class AuditMiddleware:
         if purpose is None:
             header = dict(scope.get("headers", [])).get(PURPOSE_HEADER)
             purpose = header.decode("latin-1")[:200] if header else None
-        entry = AuditEntry(subject, role, scope["method"], route, purpose, state.get("rows_touched"), status)
-        with self.state.cursor() as db:
-            write_audit(db, [entry])
+        return AuditEntry(subject, role, scope["method"], route, purpose, state.get("rows_touched"), status)
 
 
 def create_app(config: HubConfig) -> FastAPI:
@@ -81,6 +79,11 @@ def create_app(config: HubConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Move what start-up built (models, vocabulary, libraries) out of the collector's sight: without
+        # it, collections triggered while a request parses its Bundle rescan that heap, and parsing
+        # 70 KB of JSON cost 1.3 ms instead of 0.4 ms.
+        gc.collect()
+        gc.freeze()
         yield
         state.close()
 

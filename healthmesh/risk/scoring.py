@@ -296,16 +296,14 @@ class BundleScorer:
         index_date = as_of or records.last_day or date.today()
         return index_date, patient_features(records, self.persons.settings, index_date, self.value_keys)
 
-    def score(
+    def score_in_memory(
         self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
-    ) -> dict[str, Any]:
-        """Risk and top contributing features for the patient in ``bundle``."""
-        document = _bundle_dict(bundle)
-        found = self.features(document, as_of) if self.fast else None
+    ) -> dict[str, Any] | None:
+        """The answer of ``score`` for a cleanly loading Bundle, else None. Reads no database and
+        changes no state, so any number of threads (or an event loop) may call it at once."""
+        found = self.features(bundle, as_of) if self.fast else None
         if found is None:
-            result = self.persons.score(self.load(document), as_of, top)
-            result.pop("person_id")
-            return result
+            return None
         index_date, named = found
         row = np.zeros((1, len(self.columns)))
         for name, value in named.items():
@@ -313,6 +311,17 @@ class BundleScorer:
             if column is not None:
                 row[0, column] = value
         return _answer(self.model, row, index_date, self.persons.descriptions, top)
+
+    def score(
+        self, bundle: dict[str, Any] | str | Path, as_of: date | None = None, top: int = 10
+    ) -> dict[str, Any]:
+        """Risk and top contributing features for the patient in ``bundle``."""
+        document = _bundle_dict(bundle)
+        answer = self.score_in_memory(document, as_of, top)
+        if answer is None:  # the database path: one Bundle at a time on this scorer's scratch CDM
+            answer = self.persons.score(self.load(document), as_of, top)
+            answer.pop("person_id")
+        return answer
 
 
 def score_bundle(

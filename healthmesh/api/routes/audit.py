@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from healthmesh.api.audit import read_audit
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import get_state, set_rows
+from healthmesh.api.json_route import JsonRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=JsonRoute)
 
 
 @router.get("/audit")

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import HubState, get_state, set_rows
+from healthmesh.api.json_route import JsonRoute
 from healthmesh.characterize import build_catalog, characterize
 from healthmesh.quality import QualityReport, run_quality
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], route_class=JsonRoute)
 
 Aggregates = Annotated[Principal, Depends(require_roles("admin", "researcher", "peer-hub"))]
 

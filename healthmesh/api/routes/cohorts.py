@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import get_state, set_rows
+from healthmesh.api.json_route import JsonRoute
 from healthmesh.cohorts import build_cohort, builtin_cohorts, load_cohort
 from healthmesh.errors import CohortError
 from healthmesh.privacy import assert_release_safe, safe_count
 
 __all__ = ["CohortCountRequest", "release_attrition", "router"]
 
-router = APIRouter(tags=["cohorts"])
+router = APIRouter(tags=["cohorts"], route_class=JsonRoute)
 
 Researchers = Annotated[Principal, Depends(require_roles("admin", "researcher", "peer-hub"))]
 

@@ -13,12 +13,13 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import HubState, get_state, set_rows
+from healthmesh.api.json_route import JsonRoute
 from healthmesh.forecast import DEFAULT_MODEL, FLUSIGHT_QUANTILES, Forecaster, read_hub_ili, rt_by_region
 from healthmesh.forecast.rt import INFLUENZA_SERIAL_INTERVAL
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["forecast"])
+router = APIRouter(tags=["forecast"], route_class=JsonRoute)
 
 Readers = Annotated[Principal, Depends(require_roles("admin", "public-health", "researcher"))]
 MAX_HORIZON = 8

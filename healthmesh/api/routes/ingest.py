@@ -14,11 +14,12 @@ from fastapi.responses import JSONResponse
 
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import get_state, set_rows
+from healthmesh.api.json_route import JsonRoute
 from healthmesh.ingest import IngestReport, ingest_bundle
 
 __all__ = ["operation_outcome", "router"]
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], route_class=JsonRoute)
 
 FHIR_JSON = "application/fhir+json"
 MAX_ISSUES = 50

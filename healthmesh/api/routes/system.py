@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 
 from healthmesh.api.deps import get_state
+from healthmesh.api.json_route import JsonRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=JsonRoute)
 
 
 @router.get("/health")
