@@ -111,6 +111,7 @@ def config_from_settings(
     models: dict[str, Path] | None = None,
     settings: Settings | None = None,
     scorer_pool: int = 2,
+    scoring_processes: int = 0,
 ) -> HubConfig:
     """A ``HubConfig`` from the ``HEALTHMESH_*`` settings (secret, clients, environment, min cell count).
 
@@ -128,4 +129,5 @@ def config_from_settings(
     return HubConfig(
         hub=hub, db_path=Path(db_path), secret=secret, clients=clients, models=dict(models or {}),
         min_count=settings.min_cell_count, scorer_pool=scorer_pool, environment=settings.environment,
+        scoring_processes=scoring_processes,
     )  # fmt: skip

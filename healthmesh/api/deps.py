@@ -22,6 +22,7 @@ from fastapi import HTTPException, Request
 
 from healthmesh.api.audit import AuditWriter, ensure_audit_table
 from healthmesh.api.auth import Client, TokenIssuer
+from healthmesh.api.scoring_workers import ScoringWorkers, score_body
 from healthmesh.cdm import HubDatabase, connect, init_cdm
 from healthmesh.errors import ConfigError, ModelError
 from healthmesh.risk import BundleScorer, SafeModel, load_registered
@@ -42,6 +43,7 @@ class HubConfig:
     models: dict[str, Path] = field(default_factory=dict)
     min_count: int = 5
     scorer_pool: int = 2
+    scoring_processes: int = 0  # worker processes for the in-memory Bundle path; 0: in this process
     token_ttl_s: int = 3600
     environment: str = "development"
 
@@ -74,6 +76,11 @@ class HubState:
             self._scorers[name] = pool
             # The in-memory path reads no database and changes no state: one scorer serves every request.
             self._in_memory[name] = pool.queue[0]
+        self.workers = (
+            ScoringWorkers(config.models, config.scoring_processes)
+            if config.scoring_processes > 0 and config.models
+            else None
+        )
 
     @contextmanager
     def cursor(self) -> Iterator[HubDatabase]:
@@ -97,12 +104,12 @@ class HubState:
             raise ModelError(f"no model {name!r} at hub {self.config.hub}; models here: {known}")
         return self.models[name]
 
-    def score_in_memory(
-        self, name: str, bundle: dict[str, Any], as_of: date | None, top: int
-    ) -> dict[str, Any] | None:
-        """A cleanly loading Bundle's answer, computed in memory (about a millisecond), else None."""
+    async def score_in_memory(self, name: str, body: bytes, as_of: date | None, top: int) -> bytes | None:
+        """The answer's JSON for a cleanly loading Bundle (scoring workers, else this process), else None."""
         self.model(name)
-        return self._in_memory[name].score_in_memory(bundle, as_of, top)
+        if self.workers is not None:
+            return await self.workers.score(name, body, as_of, top)
+        return score_body(self._in_memory[name], name, body, as_of, top)
 
     @contextmanager
     def scorer(self, name: str) -> Iterator[BundleScorer]:
@@ -135,6 +142,8 @@ class HubState:
         for pool in self._scorers.values():
             while not pool.empty():
                 pool.get().close()
+        if self.workers is not None:
+            self.workers.close()
         self.audit.close()
         self._ingest_db.close()
         self.db.close()

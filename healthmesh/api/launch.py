@@ -26,10 +26,12 @@ def hub_serve_command(
     host: str = "127.0.0.1",
     models: dict[str, Path] | None = None,
     scorers: int = 2,
+    scoring_processes: int = 0,
 ) -> list[str]:
     """The command line of ``healthmesh hub serve`` for these arguments."""
     command = [sys.executable, "-m", "healthmesh", "hub", "serve", "--hub", hub, "--db", str(db),
-               "--port", str(port), "--host", host, "--scorers", str(scorers)]  # fmt: skip
+               "--port", str(port), "--host", host, "--scorers", str(scorers),
+               "--scoring-processes", str(scoring_processes)]  # fmt: skip
     for name, folder in (models or {}).items():
         command += ["--model", f"{name}={folder}"]
     return command
@@ -62,6 +64,7 @@ def start_hub_service(
     host: str = "127.0.0.1",
     models: dict[str, Path] | None = None,
     scorers: int = 2,
+    scoring_processes: int = 0,
     env: dict[str, str] | None = None,
     log_file: Path | None = None,
     timeout_s: float = 60.0,
@@ -72,7 +75,9 @@ def start_hub_service(
     """
     output = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        hub_serve_command(hub, db, port, host=host, models=models, scorers=scorers),
+        hub_serve_command(
+            hub, db, port, host=host, models=models, scorers=scorers, scoring_processes=scoring_processes
+        ),
         env={**os.environ, **(env or {})},
         stdout=output,
         stderr=subprocess.STDOUT,

@@ -45,6 +45,16 @@ def serve(
     scorers: Annotated[
         int, typer.Option("--scorers", min=1, max=16, help="warm Bundle scorers per model")
     ] = 2,
+    scoring_processes: Annotated[
+        int,
+        typer.Option(
+            "--scoring-processes",
+            min=0,
+            max=64,
+            help="worker processes scoring clean Bundles in memory (0: in the service process); "
+            "about one per core when scoring is the load",
+        ),
+    ] = 0,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Serve the hub's API (OpenAPI at /docs) until Ctrl-C."""
@@ -56,7 +66,9 @@ def serve(
         raise ConfigError(
             f"no hub database at {db}; create one with `healthmesh cdm init --db {db}` or ingest"
         )
-    config = config_from_settings(hub, db, _models(model), scorer_pool=scorers)
+    config = config_from_settings(
+        hub, db, _models(model), scorer_pool=scorers, scoring_processes=scoring_processes
+    )
     application = create_app(config)
     console.print(
         f"hub {hub}: http://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False

@@ -161,11 +161,29 @@ def _reference_id(reference: str | None) -> str | None:
     return reference.split("/")[-1]
 
 
-def _code(resource: dict[str, Any], resource_type: str, part: str) -> str | None:
-    source = _CODE_SOURCE.get(resource_type)
-    if source is not None:
-        return _text(resource, f"{source}_{part}")
-    return _text(resource, "code" if part == "code" else f"code_{part}")
+def _coding(resource: dict[str, Any], code_name: str) -> tuple[str | None, str | None]:
+    """(system, code) of the coding at ``PATHS[code_name]``, walking to that coding once."""
+    node: Any = resource
+    for step in _STEPS[code_name][:-1]:
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and len(node) > step else None
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+        if node is None:
+            return None, None
+    if not isinstance(node, dict):
+        return None, None
+    system, code = node.get("system"), node.get("code")
+    if (system is None or isinstance(system, str)) and (code is None or isinstance(code, str)):
+        return system, code
+    raise NeedsDatabase(f"{code_name} is not a string")
+
+
+# The coded element naming what each type is about (the reference's ``_code_expr``): its code's path.
+_CODE_NAME = {resource_type: f"{source}_code" for resource_type, source in _CODE_SOURCE.items()}
+for _name in ("code", *_CODE_NAME.values(), "value_cc_code"):
+    _system = "code_system" if _name == "code" else _name.replace("_code", "_system")
+    assert _STEPS[_system][:-1] == _STEPS[_name][:-1] and _STEPS[_name][-1] == "code"
 
 
 class BundleMapper:
@@ -270,11 +288,15 @@ class BundleMapper:
         day: date,
         value: float | None,
     ) -> None:
-        code = _code(resource, resource_type, "code")
+        system, code = _coding(resource, _CODE_NAME.get(resource_type, "code"))
         if code is None:
             raise NeedsDatabase(f"{resource_type} without a code")
-        concept, domain = self._concept(_code(resource, resource_type, "system"), code)
-        value_concept, _ = self._concept(_text(resource, "value_cc_system"), _text(resource, "value_cc_code"))
+        concept, domain = self._concept(system, code)
+        value_concept, _ = (
+            self._concept(*_coding(resource, "value_cc_code"))
+            if "valueCodeableConcept" in resource
+            else (None, None)
+        )
         if concept and domain in _DOMAIN_TABLE:
             table = _DOMAIN_TABLE[domain]
         else:

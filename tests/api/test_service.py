@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,42 @@ def test_hub_serve_runs_as_a_process_on_loopback(hub_copy: Path, api_model: Path
         assert process.wait(30) is not None
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health")
+
+
+def test_scoring_worker_processes_answer_as_the_service_itself_does(
+    hub_copy: Path, api_model: Path, patient_bundles: list[dict[str, Any]]
+) -> None:
+    from healthmesh.risk import BundleScorer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "process-test-secret-0123456789abcdef"
+    process, url = start_hub_service(
+        "gyeonggi", hub_copy, port, models={"t2dm": api_model}, env={"HEALTHMESH_SECRET_KEY": secret},
+        scoring_processes=1, timeout_s=120,
+    )  # fmt: skip
+    scorer = BundleScorer(api_model)
+    try:
+        tokens = role_tokens("gyeonggi", hub_copy, settings=Settings(secret_key=SecretStr(secret)))
+        clinician = {"Authorization": f"Bearer {tokens['clinician']}"}
+        for bundle in patient_bundles:
+            answer = httpx.post(f"{url}/risk/t2dm/score?as_of=2024-06-30", json=bundle, headers=clinician)
+            assert answer.status_code == 200, answer.text
+            expected = scorer.score(bundle, date(2024, 6, 30))
+            assert answer.json() == {"model": "t2dm", **expected}
+        # What the workers leave to the database path still gets its answer there: here, the reason.
+        broken = json.loads(json.dumps(patient_bundles[0]))
+        for entry in broken["entry"]:
+            if entry["resource"]["resourceType"] == "Observation":
+                entry["resource"]["subject"] = {"reference": "Patient/nobody"}
+        refused = httpx.post(f"{url}/risk/t2dm/score", json=broken, headers=clinician)
+        assert refused.status_code == 422 and "nobody" in refused.text
+        garbled = httpx.post(f"{url}/risk/t2dm/score", content=b'{"resourceType": "Bun', headers=clinician)
+        assert garbled.status_code == 422 and "not valid JSON" in garbled.text
+        listed = httpx.post(f"{url}/risk/t2dm/score", json=[1, 2], headers=clinician)
+        assert listed.status_code == 422
+    finally:
+        scorer.close()
+        process.terminate()
+        process.wait(30)
