@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,7 @@ def write_audit(db: HubDatabase, entries: list[AuditEntry]) -> None:
 
 
 _MAX_BATCH = 1000  # 9 parameters an entry: well inside PostgreSQL's 65,535
+_LINGER_S = 0.01
 
 
 class AuditWriter:
@@ -135,13 +137,22 @@ class AuditWriter:
         await stored
 
     def _run(self) -> None:
+        last_write = 0.0
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
-                item = self._queue.get()
+            # Under load (an entry soon after the last write) gather entries until one interval after
+            # the last write: a statement costs DuckDB about a millisecond of CPU whatever its rows,
+            # so a busy hub writes at most ~1 / _LINGER_S statements a second. An idle one writes at once.
+            deadline = last_write + _LINGER_S
+            while len(batch) < _MAX_BATCH:
+                wait = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if item is None:
                     self._queue.put(None)  # stop after this batch
                     break
@@ -151,6 +162,7 @@ class AuditWriter:
                 write_audit(self._db, [entry for entry, _, _ in batch])
             except BaseException as failure:  # every waiter hears of it; none is answered as if stored
                 error = failure
+            last_write = time.monotonic()
             for _, loop, stored in batch:
                 loop.call_soon_threadsafe(_settle, stored, error)
 

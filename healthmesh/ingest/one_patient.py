@@ -134,16 +134,29 @@ def fhir_day(text: str | None) -> date | None:
     raise NeedsDatabase(f"{text!r} is not a date this path reads")
 
 
-def _first(resource: dict[str, Any], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        if _HEAD[name] in resource:
-            value = _text(resource, name)
-            if value is not None:
-                return value
+def _fields(names: tuple[str, ...] | list[str]) -> tuple[tuple[str, str, bool], ...]:
+    """(name, first key, whether the element is that key itself) for ``_first``."""
+    return tuple((name, _HEAD[name], len(_STEPS[name]) == 1) for name in names)
+
+
+def _first(resource: dict[str, Any], fields: tuple[tuple[str, str, bool], ...]) -> str | None:
+    """The first present element of ``fields`` (the reference's ``coalesce``)."""
+    for name, head, top_level in fields:
+        node = resource.get(head)
+        if node is None:
+            continue
+        if not top_level:
+            node = _text(resource, name)
+            if node is None:
+                continue
+        if isinstance(node, str):
+            return node
+        raise NeedsDatabase(f"{name} is not a string")
     return None
 
 
-_START_NAMES = tuple(name for name, _ in _START_FIELDS)
+_START = _fields([name for name, _ in _START_FIELDS])
+_END = _fields(_END_FIELDS)
 
 
 def _reference_id(reference: str | None) -> str | None:
@@ -254,8 +267,8 @@ class BundleMapper:
         self, out: PatientRecords, patient_id: str, resource_type: str, resource: dict[str, Any]
     ) -> None:
         # The reference checks every mapped record's dates and value, whatever its type.
-        start = fhir_day(_first(resource, _START_NAMES))
-        fhir_day(_first(resource, _END_FIELDS))
+        start = fhir_day(_first(resource, _START))
+        end = fhir_day(_first(resource, _END))
         value = _number(resource)
         if resource_type not in _CLINICAL:
             return
@@ -264,10 +277,9 @@ class BundleMapper:
         if subject is None or start is None or _reference_id(subject) != patient_id:
             raise NeedsDatabase("a clinical record without subject or date, or of another patient")
         if resource_type == "Encounter":
-            end = fhir_day(_first(resource, _END_FIELDS)) or start
             visit_class = _text(resource, "visit_class")
             concept = 9201 if visit_class in _INPATIENT else 9203 if visit_class in _EMERGENCY else 9202
-            out.visits.append((concept, start, end))
+            out.visits.append((concept, start, end or start))
             return
         self._event(out, resource_type, resource, start, value)
         components = resource.get("component") if resource_type == "Observation" else None
