@@ -1,20 +1,23 @@
 """Benchmark of the hub service: single-patient risk scoring over HTTP beside a trivial route.
 
-Starts ``healthmesh hub serve`` (uvicorn, one process) on loopback over a generated hub with a
-trained diabetes model (t2dm-3y), then runs a raw asyncio load generator (keep-alive connections, uvloop) on loopback against
+Starts ``healthmesh hub serve --scoring-processes N`` (one uvicorn process on the hub database,
+N scoring worker processes; default N = cores) on loopback over a generated hub with a trained
+diabetes model (t2dm-3y), then runs a raw asyncio load generator (keep-alive connections, uvloop)
+on loopback against
 
 1. ``GET /health`` (no token, no data: the ceiling of this server on this machine), and
-2. ``POST /risk/t2dm/score`` with one patient's FHIR Bundle (token check, warm BundleScorer: the
-   Bundle is ingested into a scratch CDM, one feature query, prediction, top features, audit row),
+2. ``POST /risk/t2dm/score`` with one patient's FHIR Bundle (token check; a scoring worker process
+   parses the Bundle, maps it in memory, computes its covariates, predicts and explains; audit row),
 
-and prints throughput and p50/p99 latency of each, and the ratio; beside them the latency of the
-same warm ``BundleScorer`` called in-process (no HTTP), which shows what the service adds. Target on the 2-core machine:
->= 1,000 scored patients per second at p99 < 100 ms.
+and prints throughput and p50/p99 latency of each, the ratio, and the CPU each request costs the
+service, its workers and the load generator; beside them the latency of the same warm
+``BundleScorer`` called in-process (no HTTP), which shows what the service adds. Target on the
+2-core machine: >= 1,000 scored patients per second at p99 < 100 ms.
 
 Usage::
 
     .venv/bin/python benchmarks/api.py                         # 3,000 generated patients, 30 s per phase
-    .venv/bin/python benchmarks/api.py --concurrency 16 --seconds 20 --scorers 2
+    .venv/bin/python benchmarks/api.py --concurrency 16 --seconds 20 --scoring-processes 1
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,38 @@ async def _load(
     }
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of process ``pid`` and of its live children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    own = children = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry) == pid:
+            own = seconds
+        elif int(fields[1]) == pid:
+            children += seconds
+    return own, children
+
+
+def _measured(pid: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``run``'s figures plus CPU milliseconds per request of the service, its workers and this process."""
+    service, workers = _cpu_seconds(pid)
+    generator = time.process_time()
+    result = run()
+    service_after, workers_after = _cpu_seconds(pid)
+    per_request = 1000 / max(result["requests"], 1)
+    result["service_cpu_ms"] = (service_after - service) * per_request
+    result["workers_cpu_ms"] = (workers_after - workers) * per_request
+    result["generator_cpu_ms"] = (time.process_time() - generator) * per_request
+    return result
+
+
 def _line(name: str, r: dict[str, float]) -> str:
     return (
         f"  {name:<34} {r['per_second']:>9,.1f} req/s   p50 {r['p50']:>8.1f} ms   p99 {r['p99']:>8.1f} ms   "
@@ -131,7 +167,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0, help="time limit per phase")
     parser.add_argument("--requests", type=int, default=20_000, help="request limit per phase")
-    parser.add_argument("--scorers", type=int, default=2, help="warm BundleScorers in the service")
+    parser.add_argument("--scorers", type=int, default=2, help="warm database-path scorers in the service")
+    parser.add_argument(
+        "--scoring-processes", type=int, default=os.cpu_count() or 1, help="hub serve --scoring-processes"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     work = Path(tempfile.mkdtemp(prefix="hm-api-bench-"))
@@ -163,7 +202,7 @@ def main() -> None:
     port = _free_port()
     process, url = start_hub_service(
         HUB, db_path, port, models={"t2dm": work / "t2dm"}, env={"HEALTHMESH_SECRET_KEY": secret},
-        scorers=args.scorers, log_file=work / "service.log",
+        scorers=args.scorers, scoring_processes=args.scoring_processes, log_file=work / "service.log",
     )  # fmt: skip
     try:
         client = default_clients(secret, HUB)["clinician"]
@@ -180,18 +219,24 @@ def main() -> None:
         load = (args.concurrency, args.requests, args.seconds)
         uvloop.run(_load(port, health, args.concurrency, 200, 5))  # warm-up
         uvloop.run(_load(port, score, 2, 40, 60))  # warm-up
-        ceiling = uvloop.run(_load(port, health, *load))
-        scoring = uvloop.run(_load(port, score, *load))
+        ceiling = _measured(process.pid, lambda: uvloop.run(_load(port, health, *load)))
+        scoring = _measured(process.pid, lambda: uvloop.run(_load(port, score, *load)))
     finally:
         process.terminate()
         process.wait(30)
     cores = os.cpu_count()
     print(
-        f"hub service on loopback (1 uvicorn process, {args.scorers} warm scorers), load generator in this "
-        f"process on the same {cores} cores, concurrency {args.concurrency}:"
+        f"hub service on loopback (1 uvicorn process, {args.scoring_processes} scoring worker processes), "
+        f"load generator in this process on the same {cores} cores, concurrency {args.concurrency}; "
+        f"machine load average before: {os.getloadavg()[0]:.1f}"
     )
     print(_line("GET /health (ceiling)", ceiling))
     print(_line("POST /risk/t2dm/score (1 patient)", scoring))
+    print(
+        f"  CPU per scored patient: service {scoring['service_cpu_ms']:.2f} ms, scoring workers "
+        f"{scoring['workers_cpu_ms']:.2f} ms, load generator {scoring['generator_cpu_ms']:.2f} ms "
+        f"(the ceiling: {ceiling['service_cpu_ms']:.2f} ms in the service)"
+    )
     print(
         f"  in-process BundleScorer.score, sequential, no HTTP:          p50 {d50:>8.1f} ms   p99 {d99:>8.1f} ms   "
         f"({len(direct)} Bundles; {1000 / d50:,.1f} patients/s per core)"

@@ -61,14 +61,27 @@ def main() -> None:
     counts = generate_population("gwangju", args.patients, args.seed, ndjson)
     resources = sum(counts.values())
     size = sum(f.stat().st_size for f in ndjson.iterdir())
-    print(f"generated {args.patients:,} people: {resources:,} resources, {size / 1e9:.2f} GB NDJSON "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"generated {args.patients:,} people: {resources:,} resources, {size / 1e9:.2f} GB NDJSON "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
     db = args.workdir / "hub.duckdb"
     env = {**os.environ, "HEALTHMESH_SECRET_KEY": "benchmark-secret-key-0123456789abcdef"}
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "healthmesh", "ingest", str(ndjson), "--db", str(db), "--hub", "gwangju", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "healthmesh",
+            "ingest",
+            str(ndjson),
+            "--db",
+            str(db),
+            "--hub",
+            "gwangju",
+            "--quiet",
+        ],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -79,9 +92,13 @@ def main() -> None:
 
     parsed, parse_seconds = parse_only_rate(ndjson, args.baseline_seconds)
     baseline = parsed / parse_seconds
-    print(f"healthmesh ingest (end to end, NDJSON -> OMOP CDM): {resources:,} resources in {seconds:.1f} s "
-          f"= {rate:,.0f} resources/s; peak memory {peak_gb:.2f} GB")
-    print(f"fhir.resources parse only (same files, {parsed:,} resources sampled): {baseline:,.0f} resources/s")
+    print(
+        f"healthmesh ingest (end to end, NDJSON -> OMOP CDM): {resources:,} resources in {seconds:.1f} s "
+        f"= {rate:,.0f} resources/s; peak memory {peak_gb:.2f} GB"
+    )
+    print(
+        f"fhir.resources parse only (same files, {parsed:,} resources sampled): {baseline:,.0f} resources/s"
+    )
     print(f"ratio: {rate / baseline:.1f}x   targets: >= 200,000 resources/s, >= 20x, peak < 4 GB")
 
 
