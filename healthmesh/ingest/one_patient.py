@@ -157,6 +157,16 @@ def _first(resource: dict[str, Any], fields: tuple[tuple[str, str, bool], ...]) 
 
 _START = _fields([name for name, _ in _START_FIELDS])
 _END = _fields(_END_FIELDS)
+_DATE_HEADS = frozenset(head for _, head, _ in _START + _END)
+
+
+def _day(text: str | None, days: dict[str, date | None]) -> date | None:
+    """``fhir_day`` remembered per Bundle."""
+    if text is None:
+        return None
+    if text not in days:
+        days[text] = fhir_day(text)
+    return days[text]
 
 
 def _reference_id(reference: str | None) -> str | None:
@@ -248,8 +258,11 @@ class BundleMapper:
             raise NeedsDatabase("not exactly one Patient")
         patient_id, patient = patients[0]
         out = self._person(patient)
+        # A patient's records share a few timestamps and one subject: read each distinct one once.
+        days: dict[str, date | None] = {}
+        subjects: dict[str, str | None] = {}
         for resource_type, _, resource in records:
-            self._record(out, patient_id, resource_type, resource)
+            self._record(out, patient_id, resource_type, resource, days, subjects)
         return out
 
     def _person(self, patient: dict[str, Any]) -> PatientRecords:
@@ -264,17 +277,26 @@ class BundleMapper:
         )
 
     def _record(
-        self, out: PatientRecords, patient_id: str, resource_type: str, resource: dict[str, Any]
+        self,
+        out: PatientRecords,
+        patient_id: str,
+        resource_type: str,
+        resource: dict[str, Any],
+        days: dict[str, date | None],
+        subjects: dict[str, str | None],
     ) -> None:
         # The reference checks every mapped record's dates and value, whatever its type.
-        start = fhir_day(_first(resource, _START))
-        end = fhir_day(_first(resource, _END))
+        start = end = None
+        if not _DATE_HEADS.isdisjoint(resource):
+            start, end = _day(_first(resource, _START), days), _day(_first(resource, _END), days)
         value = _number(resource)
         if resource_type not in _CLINICAL:
             return
         subject = _text(resource, "subject")
         subject = _text(resource, "patient") if subject is None else subject
-        if subject is None or start is None or _reference_id(subject) != patient_id:
+        if subject is not None and subject not in subjects:
+            subjects[subject] = _reference_id(subject)
+        if subject is None or start is None or subjects[subject] != patient_id:
             raise NeedsDatabase("a clinical record without subject or date, or of another patient")
         if resource_type == "Encounter":
             visit_class = _text(resource, "visit_class")
