@@ -134,13 +134,13 @@ def _unreadable_files(
         )
 
 
-def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> None:
-    """Stage one batch. Run outside a transaction: a failed read must not abort the load."""
+def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport, strict: bool = False) -> None:
+    """Stage one batch. Run outside a transaction (unless ``strict``): a failed read must not abort the load."""
     create_stage(db)
     first = batch[0]
     if first.kind == "ndjson":
         try:
-            stage_ndjson_file(db, first.path, first.first_type)
+            stage_ndjson_file(db, first.path, first.first_type, parallel=not strict)
         except CDMError as error:  # DuckDB could not read the file at all (e.g. a line over 1 GB)
             create_stage(db)
             reason = f"file cannot be read as NDJSON: {str(error).splitlines()[0][:200]}"
@@ -197,7 +197,7 @@ def ingest_paths(
         for done, batch in enumerate(batches, start=1):
             if strict:
                 try:
-                    _stage_batch(db, batch, report)
+                    _stage_batch(db, batch, report, strict=True)
                 except CDMError:  # an unreadable input aborts DuckDB's transaction: nothing is stored
                     transaction.rollback()
                     report.committed = False

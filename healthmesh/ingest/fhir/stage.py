@@ -24,6 +24,7 @@ __all__ = [
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024 * 1024  # longer lines make the whole file unreadable
+PARALLEL_LINE_BYTES = 16 * 1024 * 1024  # smallest limit DuckDB takes; small buffers spread over cores
 
 _START_FIELDS = (
     ("effective", "effectiveDateTime"),
@@ -121,44 +122,69 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def stage_ndjson_file(db: HubDatabase, path: Path, resource_type: str | None = None) -> None:
-    """One Bulk Data NDJSON file (plain or gzip); each non-blank line is a record.
+def stage_ndjson_file(
+    db: HubDatabase, path: Path, resource_type: str | None = None, parallel: bool = True
+) -> None:
+    """One Bulk Data NDJSON file (plain or gzip) into a fresh ``hm_stage``; each non-blank line is a record.
 
     A file of one resource type (as ``$export`` writes them) is read with only that type's paths;
-    lines of another type are read again with all paths.
+    lines of another type are read again with all paths. ``parallel`` reads a clean file on every
+    core and falls back to one ordered read when that fails; pass False inside a transaction,
+    where a failed read would abort it.
     """
     fields = _Fields(fields_for(resource_type))
-    _stage_ndjson(db, path, fields, "")
+    create_stage(db)  # fresh, so that the rows' order is the file's line order
+    _read_ndjson(db, path, fields, parallel)
+    db.execute("UPDATE hm_stage SET rec = rowid - (SELECT min(rowid) FROM hm_stage) + 1")
     others = (
         f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
     )
     partial = len(fields.position) < len(_ALL_NAMES)
-    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE file = ? AND {others}", [str(path)]):
+    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE {others}"):
+        db.execute(f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE {others}")
+        db.execute(f"DELETE FROM hm_stage WHERE {others}")
+        lines = "SELECT rec FROM hm_again"
         db.execute(
-            f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE file = ? AND {others}",
-            [str(path)],
+            f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _Fields(_ALL_NAMES), MAX_LINE_BYTES, lines)}"
         )
-        db.execute(f"DELETE FROM hm_stage WHERE file = ? AND {others}", [str(path)])
-        _stage_ndjson(db, path, _Fields(_ALL_NAMES), "WHERE ordinality IN (SELECT rec FROM hm_again)")
     _expand_components(db)
 
 
-def _stage_ndjson(db: HubDatabase, path: Path, fields: _Fields, where: str) -> None:
-    db.execute(
-        f"""
-        INSERT INTO hm_stage BY NAME
+def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool) -> None:
+    """Fill the fresh ``hm_stage`` with the file's lines, in order.
+
+    DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
+    the 1 GB limit that lets long lines be reported keeps a whole file in one buffer, on one core.
+    So a file is first read with small buffers; a line that is not valid JSON (whose record
+    number that read may not keep) or too long for them sends the file to the one ordered read.
+    """
+    if parallel:
+        try:
+            db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, PARALLEL_LINE_BYTES)}")
+            if not db.scalar("SELECT count(*) FROM hm_stage WHERE parse_error = ?", [_INVALID_JSON]):
+                return
+        except CDMError:
+            pass
+        create_stage(db)
+    db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, MAX_LINE_BYTES)}")
+
+
+def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = "") -> str:
+    """The file's lines as staged rows, in file order, ``rec`` left NULL; or, given ``lines`` (a
+    SELECT of record numbers), only those lines with their numbers (an ordered read: one core)."""
+    numbered = "WITH ORDINALITY WHERE ordinality IN (" + lines + ")" if lines else ""
+    return f"""
         SELECT {_select_from_extracted(fields)} FROM (
-            SELECT {_sql_str(str(path))} AS file, ordinality AS rec, NULL::BIGINT AS entry,
+            SELECT {_sql_str(str(path))} AS file, {"ordinality" if lines else "NULL::BIGINT"} AS rec,
+                   NULL::BIGINT AS entry,
                    CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)}
                         WHEN length(json) > {MAX_RECORD_BYTES}
                         THEN 'record of ' || (length(json) // 1048576) || ' MB is over the 16 MB limit' END AS parse_error,
                    CASE WHEN length(json) <= {MAX_RECORD_BYTES} THEN json_extract_string(json, {fields.paths()}) END AS f
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
-                                   maximum_object_size={MAX_LINE_BYTES}) WITH ORDINALITY
-            {where}
+                                   maximum_object_size={line_bytes}) {numbered}
         )
-        """
-    )
+    """
 
 
 def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
