@@ -285,30 +285,41 @@ def _stage_docs(db: HubDatabase) -> None:
     _expand_components(db)
 
 
+_COMPONENT_PATHS = (
+    "$.code.coding[0].system",
+    "$.code.coding[0].code",
+    "$.code.coding[0].display",
+    "$.valueQuantity.value",
+    "$.valueQuantity.code",
+    "$.valueQuantity.unit",
+    "$.valueCodeableConcept.coding[0].system",
+    "$.valueCodeableConcept.coding[0].code",
+    "$.valueCodeableConcept.coding[0].display",
+    "$.valueString",
+)
+
+
 def _expand_components(db: HubDatabase) -> None:
     """Observation components (blood-pressure panels) become records of their own."""
+    paths = "[" + ", ".join(f"'{p}'" for p in _COMPONENT_PATHS) + "]"
+    # Each panel is unnested in place (no join back to its row), one parse per component.
     db.execute(
-        """
+        f"""
         INSERT INTO hm_stage BY NAME
-        SELECT s.* EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
-                            value_code, value_display, value_string, component, parent_rid),
-               s.rid || '#component-' || c.i AS rid,
-               json_extract_string(c.comp, '$.code.coding[0].system') AS code_system,
-               json_extract_string(c.comp, '$.code.coding[0].code') AS code,
-               json_extract_string(c.comp, '$.code.coding[0].display') AS code_display,
-               json_extract_string(c.comp, '$.valueQuantity.value') AS value_num_raw,
-               coalesce(json_extract_string(c.comp, '$.valueQuantity.code'),
-                        json_extract_string(c.comp, '$.valueQuantity.unit')) AS value_unit,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].system') AS value_system,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].code') AS value_code,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].display') AS value_display,
-               json_extract_string(c.comp, '$.valueString') AS value_string,
-               NULL AS component, s.rid AS parent_rid
-        FROM hm_stage s,
-             (SELECT rid AS prid, file AS pfile, generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
-              FROM (SELECT rid, file, json_extract(component, '$[*]') AS comps FROM hm_stage
-                    WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')) c
-        WHERE s.rid = c.prid AND s.file = c.pfile AND s.component IS NOT NULL AND s.parent_rid IS NULL
+        SELECT * EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
+                          value_code, value_display, value_string, component, parent_rid, i, c),
+               rid || '#component-' || i AS rid, c[1] AS code_system, c[2] AS code, c[3] AS code_display,
+               c[4] AS value_num_raw, coalesce(c[5], c[6]) AS value_unit, c[7] AS value_system,
+               c[8] AS value_code, c[9] AS value_display, c[10] AS value_string,
+               NULL AS component, rid AS parent_rid
+        FROM (
+            SELECT * EXCLUDE (comp), json_extract_string(comp, {paths}) AS c
+            FROM (
+                SELECT * EXCLUDE (comps), generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
+                FROM (SELECT *, json_extract(component, '$[*]') AS comps FROM hm_stage
+                      WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')
+            )
+        )
         """
     )
     db.execute("UPDATE hm_stage SET component = NULL WHERE component IS NOT NULL")
