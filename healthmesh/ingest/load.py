@@ -91,7 +91,7 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         """
         SELECT file, count(*), count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'skipped'),
                count(*) FILTER (WHERE status = 'rejected')
-        FROM hm_checked WHERE parent_rid IS NULL GROUP BY file ORDER BY file
+        FROM hm_checked JOIN hm_files USING (file_no) WHERE parent_rid IS NULL GROUP BY file ORDER BY file
         """
     ):
         report.files.append(
@@ -100,7 +100,8 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     room = MAX_LISTED_REJECTIONS - len(report.rejections)
     for file, rec, entry, resource_type, rid, reason, parent in db.rows(
         f"""
-        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid FROM hm_checked
+        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid
+        FROM hm_checked JOIN hm_files USING (file_no)
         WHERE status = 'rejected' ORDER BY file, rec, entry LIMIT {max(room, 0)}
         """
     ):

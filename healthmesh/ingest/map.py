@@ -28,7 +28,7 @@ EVENT_TABLES: dict[str, tuple[str, str]] = {
     "device_exposure": ("device_exposure_id", "device_exposure_start_date"),
 }
 
-_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1"
+_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file_no DESC, c.rec DESC, c.entry DESC) = 1"
 
 _DOMAIN_TABLE = {
     "Condition": "condition_occurrence",

@@ -87,7 +87,7 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
     )
     end = "coalesce(" + ", ".join(_f(n) for n in _END_FIELDS) + ")"
     return f"""
-        file, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
+        file_no, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
         coalesce({_f("subject")}, {_f("patient")}) AS subject_ref,
         coalesce({_f("encounter")}, {_f("context")}) AS visit_ref,
         coalesce({_f("participant")}, {_f("requester")}, {_f("performer_actor")}, {_f("performer")},
@@ -135,6 +135,7 @@ def stage_ndjson_file(
     fields = _Fields(fields_for(resource_type))
     create_stage(db)  # fresh, so that the rows' order is the file's line order
     _read_ndjson(db, path, fields, parallel)
+    db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
     db.execute("UPDATE hm_stage SET rec = rowid - (SELECT min(rowid) FROM hm_stage) + 1")
     others = (
         f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
@@ -175,7 +176,7 @@ def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = ""
     numbered = "WITH ORDINALITY WHERE ordinality IN (" + lines + ")" if lines else ""
     return f"""
         SELECT {_select_from_extracted(fields)} FROM (
-            SELECT {_sql_str(str(path))} AS file, {"ordinality" if lines else "NULL::BIGINT"} AS rec,
+            SELECT 1 AS file_no, {"ordinality" if lines else "NULL::BIGINT"} AS rec,
                    NULL::BIGINT AS entry,
                    CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)}
                         WHEN length(json) > {MAX_RECORD_BYTES}
@@ -265,19 +266,22 @@ _BAD_BUNDLE_TYPE = (
 
 def _stage_docs(db: HubDatabase) -> None:
     db.execute(
+        "INSERT INTO hm_files SELECT row_number() OVER (ORDER BY file), file FROM (SELECT DISTINCT file FROM hm_docs)"
+    )
+    db.execute(
         f"""
         INSERT INTO hm_stage BY NAME
         SELECT {_select_from_extracted()} FROM (
-            SELECT file, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
+            SELECT file_no, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
             FROM (
-                SELECT file, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
-                FROM hm_docs WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
+                SELECT file_no, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
+                FROM hm_docs JOIN hm_files USING (file) WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
                 UNION ALL
-                SELECT file, NULL, doc, NULL FROM hm_docs WHERE doc_type <> 'Bundle'
+                SELECT file_no, NULL, doc, NULL FROM hm_docs JOIN hm_files USING (file) WHERE doc_type <> 'Bundle'
             )
             UNION ALL
-            SELECT file, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
-            FROM hm_docs
+            SELECT file_no, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
+            FROM hm_docs JOIN hm_files USING (file)
             WHERE doc_type = 'Bundle' AND (bundle_type NOT IN {_BUNDLE_TYPES} OR bundle_type IS NULL)
         )
         """
