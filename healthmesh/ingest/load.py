@@ -102,7 +102,7 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         f"""
         SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid
         FROM hm_checked JOIN hm_files USING (file_no)
-        WHERE status = 'rejected' ORDER BY file, rec, entry LIMIT {max(room, 0)}
+        WHERE status = 'rejected' ORDER BY file, rec, entry, parent_rid NULLS FIRST, rid LIMIT {max(room, 0)}
         """
     ):
         where = {"entry": entry} if entry is not None else {"record": rec}
