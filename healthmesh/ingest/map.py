@@ -116,7 +116,7 @@ def _check(db: HubDatabase) -> None:
     )
 
 
-# Staged columns read only by the checks: kept out of the wide hm_checked table.
+# Staged columns that nothing after the checks reads: kept out of the wide hm_checked table.
 _CHECK_ONLY = (
     "parse_error",
     "kind",
