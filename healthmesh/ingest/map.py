@@ -72,12 +72,16 @@ def _check(db: HubDatabase) -> None:
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_checked AS
-        WITH s AS (
+        WITH subjects AS (  -- each Patient a batch refers to is keyed once, not once per record
+            SELECT subject_id, hm_key('Patient', subject_id) AS subject_person_id
+            FROM (SELECT DISTINCT hm_ref(subject_ref) AS subject_id FROM hm_stage)
+        ), s AS (
             SELECT st.*, coalesce(k.kind, 'unknown') AS kind, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts,
                    hm_ts(birth_raw) AS birth_ts, hm_ts(deceased_raw) AS deceased_ts,
                    try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(subject_ref) AS subject_id,
-                   hm_ref(visit_ref) AS visit_id
+                   hm_ref(visit_ref) AS visit_id, p.subject_person_id
             FROM hm_stage st LEFT JOIN hm_resource_kind k ON k.resource_type = st.resource_type
+            LEFT JOIN subjects p ON p.subject_id = hm_ref(st.subject_ref)
         ), r AS (
             SELECT *, CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
@@ -108,8 +112,7 @@ def _check(db: HubDatabase) -> None:
         SELECT * EXCLUDE ({", ".join(_CHECK_ONLY)}),
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
-               CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid)
-                    ELSE hm_key('Patient', subject_id) END AS person_id,
+               CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
                hm_key(resource_type, rid) AS record_id
         FROM r
         """
@@ -122,6 +125,7 @@ _CHECK_ONLY = (
     "kind",
     "visit_ref",
     "subject_id",
+    "subject_person_id",
     "code_display",
     "start_raw",
     "end_raw",
@@ -327,7 +331,9 @@ def _events(db: HubDatabase, dedupe: str) -> None:
                o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
         FROM o
-        LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = hm_key('Encounter', o.visit_id)
+        LEFT JOIN (SELECT visit_id, hm_key('Encounter', visit_id) AS visit_key  -- keyed once per visit
+                   FROM (SELECT DISTINCT visit_id FROM hm_checked)) vk ON vk.visit_id = o.visit_id
+        LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = vk.visit_key
         {_provider_join("o.provider_ref")}
         """
     )
