@@ -73,15 +73,15 @@ def _check(db: HubDatabase) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE hm_checked AS
         WITH subjects AS (  -- each Patient a batch refers to is keyed once, not once per record
-            SELECT subject_id, hm_key('Patient', subject_id) AS subject_person_id
-            FROM (SELECT DISTINCT hm_ref(subject_ref) AS subject_id FROM hm_stage)
+            SELECT subject_ref, hm_key('Patient', hm_ref(subject_ref)) AS subject_person_id
+            FROM (SELECT DISTINCT subject_ref FROM hm_stage)
         ), s AS (
             SELECT st.*, coalesce(k.kind, 'unknown') AS kind, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts,
                    hm_ts(birth_raw) AS birth_ts, hm_ts(deceased_raw) AS deceased_ts,
-                   try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(subject_ref) AS subject_id,
-                   hm_ref(visit_ref) AS visit_id, p.subject_person_id
+                   try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(visit_ref) AS visit_id,
+                   p.subject_person_id
             FROM hm_stage st LEFT JOIN hm_resource_kind k ON k.resource_type = st.resource_type
-            LEFT JOIN subjects p ON p.subject_id = hm_ref(st.subject_ref)
+            LEFT JOIN subjects p ON p.subject_ref = st.subject_ref
         ), r AS (
             SELECT *, CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
@@ -124,7 +124,6 @@ _CHECK_ONLY = (
     "parse_error",
     "kind",
     "visit_ref",
-    "subject_id",
     "subject_person_id",
     "code_display",
     "start_raw",
