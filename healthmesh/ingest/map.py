@@ -281,8 +281,13 @@ def _reference_tables(db: HubDatabase) -> None:
                left(coalesce(o.code, o.visit_class), 50) AS visit_source_value,
                coalesce(o.source_concept_id, 0) AS visit_source_concept_id
         FROM hm_ok o
-        {_provider_join("o.provider_ref")}
-        LEFT JOIN care_site cs ON cs.care_site_id = hm_key('Organization', hm_ref(o.care_site_ref))
+        LEFT JOIN (  -- each practitioner and site the visits name is keyed once, not once per visit
+            SELECT r.provider_ref, p.provider_id FROM (SELECT DISTINCT provider_ref FROM hm_ok) r
+            {_provider_join("r.provider_ref")}
+        ) p ON p.provider_ref = o.provider_ref
+        LEFT JOIN (SELECT care_site_ref, hm_key('Organization', hm_ref(care_site_ref)) AS care_site_key
+                   FROM (SELECT DISTINCT care_site_ref FROM hm_ok)) csk ON csk.care_site_ref = o.care_site_ref
+        LEFT JOIN care_site cs ON cs.care_site_id = csk.care_site_key
         WHERE o.resource_type = 'Encounter'
         """,
     )
