@@ -91,7 +91,7 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         """
         SELECT file, count(*), count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'skipped'),
                count(*) FILTER (WHERE status = 'rejected')
-        FROM hm_checked WHERE parent_rid IS NULL GROUP BY file ORDER BY file
+        FROM hm_checked JOIN hm_files USING (file_no) WHERE parent_rid IS NULL GROUP BY file ORDER BY file
         """
     ):
         report.files.append(
@@ -100,8 +100,9 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     room = MAX_LISTED_REJECTIONS - len(report.rejections)
     for file, rec, entry, resource_type, rid, reason, parent in db.rows(
         f"""
-        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid FROM hm_checked
-        WHERE status = 'rejected' ORDER BY file, rec, entry LIMIT {max(room, 0)}
+        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid
+        FROM hm_checked JOIN hm_files USING (file_no)
+        WHERE status = 'rejected' ORDER BY file, rec, entry, parent_rid NULLS FIRST, rid LIMIT {max(room, 0)}
         """
     ):
         where = {"entry": entry} if entry is not None else {"record": rec}
@@ -134,13 +135,13 @@ def _unreadable_files(
         )
 
 
-def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport) -> None:
-    """Stage one batch. Run outside a transaction: a failed read must not abort the load."""
+def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport, strict: bool = False) -> None:
+    """Stage one batch. Run outside a transaction (unless ``strict``): a failed read must not abort the load."""
     create_stage(db)
     first = batch[0]
     if first.kind == "ndjson":
         try:
-            stage_ndjson_file(db, first.path, first.first_type)
+            stage_ndjson_file(db, first.path, first.first_type, parallel=not strict)
         except CDMError as error:  # DuckDB could not read the file at all (e.g. a line over 1 GB)
             create_stage(db)
             reason = f"file cannot be read as NDJSON: {str(error).splitlines()[0][:200]}"
@@ -197,7 +198,7 @@ def ingest_paths(
         for done, batch in enumerate(batches, start=1):
             if strict:
                 try:
-                    _stage_batch(db, batch, report)
+                    _stage_batch(db, batch, report, strict=True)
                 except CDMError:  # an unreadable input aborts DuckDB's transaction: nothing is stored
                     transaction.rollback()
                     report.committed = False

@@ -28,7 +28,7 @@ EVENT_TABLES: dict[str, tuple[str, str]] = {
     "device_exposure": ("device_exposure_id", "device_exposure_start_date"),
 }
 
-_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file DESC, c.rec DESC, c.entry DESC) = 1"
+_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file_no DESC, c.rec DESC, c.entry DESC) = 1"
 
 _DOMAIN_TABLE = {
     "Condition": "condition_occurrence",
@@ -72,12 +72,16 @@ def _check(db: HubDatabase) -> None:
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_checked AS
-        WITH s AS (
+        WITH subjects AS (  -- each Patient a batch refers to is keyed once, not once per record
+            SELECT subject_ref, hm_key('Patient', hm_ref(subject_ref)) AS subject_person_id
+            FROM (SELECT DISTINCT subject_ref FROM hm_stage)
+        ), s AS (
             SELECT st.*, coalesce(k.kind, 'unknown') AS kind, hm_ts(start_raw) AS start_ts, hm_ts(end_raw) AS end_ts,
                    hm_ts(birth_raw) AS birth_ts, hm_ts(deceased_raw) AS deceased_ts,
-                   try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(subject_ref) AS subject_id,
-                   hm_ref(visit_ref) AS visit_id
+                   try_cast(value_num_raw AS DOUBLE) AS value_num, hm_ref(visit_ref) AS visit_id,
+                   p.subject_person_id
             FROM hm_stage st LEFT JOIN hm_resource_kind k ON k.resource_type = st.resource_type
+            LEFT JOIN subjects p ON p.subject_ref = st.subject_ref
         ), r AS (
             SELECT *, CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
@@ -105,15 +109,32 @@ def _check(db: HubDatabase) -> None:
             END AS reason
             FROM s
         )
-        SELECT *,
+        SELECT * EXCLUDE ({", ".join(_CHECK_ONLY)}),
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
-               CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid)
-                    ELSE hm_key('Patient', subject_id) END AS person_id,
+               CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
                hm_key(resource_type, rid) AS record_id
         FROM r
         """
     )
+
+
+# Staged columns that nothing after the checks reads: kept out of the wide hm_checked table.
+_CHECK_ONLY = (
+    "parse_error",
+    "kind",
+    "visit_ref",
+    "subject_person_id",
+    "code_display",
+    "start_raw",
+    "end_raw",
+    "start_field",
+    "value_num_raw",
+    "birth_raw",
+    "deceased_raw",
+    "identifier_system",
+    "component",
+)
 
 
 def _quoted(column: str, length: int = 40) -> str:
@@ -123,8 +144,9 @@ def _quoted(column: str, length: int = 40) -> str:
 
 def _dedupe_and_reference_rows(db: HubDatabase) -> str:
     # A resource sent twice in one load becomes one CDM row: keep its last copy.
+    # record_id is a hash of (resource_type, rid): a collision only costs a needless dedupe.
     duplicates = db.scalar(
-        "SELECT count(*) - count(DISTINCT (resource_type, rid)) FROM hm_checked WHERE status = 'loaded'"
+        "SELECT count(*) - count(DISTINCT record_id) FROM hm_checked WHERE status = 'loaded'"
     )
     dedupe = _DEDUPE if duplicates else ""
     db.execute(
@@ -259,8 +281,13 @@ def _reference_tables(db: HubDatabase) -> None:
                left(coalesce(o.code, o.visit_class), 50) AS visit_source_value,
                coalesce(o.source_concept_id, 0) AS visit_source_concept_id
         FROM hm_ok o
-        {_provider_join("o.provider_ref")}
-        LEFT JOIN care_site cs ON cs.care_site_id = hm_key('Organization', hm_ref(o.care_site_ref))
+        LEFT JOIN (  -- each practitioner and site the visits name is keyed once, not once per visit
+            SELECT r.provider_ref, p.provider_id FROM (SELECT DISTINCT provider_ref FROM hm_ok) r
+            {_provider_join("r.provider_ref")}
+        ) p ON p.provider_ref = o.provider_ref
+        LEFT JOIN (SELECT care_site_ref, hm_key('Organization', hm_ref(care_site_ref)) AS care_site_key
+                   FROM (SELECT DISTINCT care_site_ref FROM hm_ok)) csk ON csk.care_site_ref = o.care_site_ref
+        LEFT JOIN care_site cs ON cs.care_site_id = csk.care_site_key
         WHERE o.resource_type = 'Encounter'
         """,
     )
@@ -308,7 +335,9 @@ def _events(db: HubDatabase, dedupe: str) -> None:
                o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
         FROM o
-        LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = hm_key('Encounter', o.visit_id)
+        LEFT JOIN (SELECT visit_id, hm_key('Encounter', visit_id) AS visit_key  -- keyed once per visit
+                   FROM (SELECT DISTINCT visit_id FROM hm_checked)) vk ON vk.visit_id = o.visit_id
+        LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = vk.visit_key
         {_provider_join("o.provider_ref")}
         """
     )

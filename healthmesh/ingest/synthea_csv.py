@@ -113,6 +113,9 @@ def _files(directory: Path) -> dict[str, Path]:
 def stage_synthea_csv(db: HubDatabase, directory: Path) -> list[tuple[str, str, int]]:
     """Stage every known table; returns (file, resource type, rows) for the skipped tables."""
     files = _files(directory)
+    staged = sorted(str(files[name]) for name in SYNTHEA_TABLES if name in files)
+    for number, file in enumerate(staged, start=1):  # numbered in name order, as the dedupe expects
+        db.execute("INSERT INTO hm_files VALUES (?, ?)", [number, file])
     for name, (resource_type, select) in SYNTHEA_TABLES.items():
         path = files.get(name)
         if path is None:
@@ -121,7 +124,7 @@ def stage_synthea_csv(db: HubDatabase, directory: Path) -> list[tuple[str, str, 
         db.execute(
             f"""
             INSERT INTO hm_stage BY NAME
-            SELECT '{path}' AS file, row_number() OVER () + 1 AS rec, NULL::BIGINT AS entry,
+            SELECT {staged.index(str(path)) + 1} AS file_no, row_number() OVER () + 1 AS rec, NULL::BIGINT AS entry,
                    '{resource_type}' AS resource_type, * EXCLUDE (rn)
             FROM (SELECT {select}, row_number() OVER () AS rn FROM {source})
             """

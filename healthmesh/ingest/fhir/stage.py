@@ -24,6 +24,7 @@ __all__ = [
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024 * 1024  # longer lines make the whole file unreadable
+PARALLEL_LINE_BYTES = 16 * 1024 * 1024  # smallest limit DuckDB takes; small buffers spread over cores
 
 _START_FIELDS = (
     ("effective", "effectiveDateTime"),
@@ -86,7 +87,7 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
     )
     end = "coalesce(" + ", ".join(_f(n) for n in _END_FIELDS) + ")"
     return f"""
-        file, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
+        file_no, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
         coalesce({_f("subject")}, {_f("patient")}) AS subject_ref,
         coalesce({_f("encounter")}, {_f("context")}) AS visit_ref,
         coalesce({_f("participant")}, {_f("requester")}, {_f("performer_actor")}, {_f("performer")},
@@ -121,44 +122,70 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def stage_ndjson_file(db: HubDatabase, path: Path, resource_type: str | None = None) -> None:
-    """One Bulk Data NDJSON file (plain or gzip); each non-blank line is a record.
+def stage_ndjson_file(
+    db: HubDatabase, path: Path, resource_type: str | None = None, parallel: bool = True
+) -> None:
+    """One Bulk Data NDJSON file (plain or gzip) into a fresh ``hm_stage``; each non-blank line is a record.
 
     A file of one resource type (as ``$export`` writes them) is read with only that type's paths;
-    lines of another type are read again with all paths.
+    lines of another type are read again with all paths. ``parallel`` reads a clean file on every
+    core and falls back to one ordered read when that fails; pass False inside a transaction,
+    where a failed read would abort it.
     """
     fields = _Fields(fields_for(resource_type))
-    _stage_ndjson(db, path, fields, "")
+    create_stage(db)  # fresh, so that the rows' order is the file's line order
+    _read_ndjson(db, path, fields, parallel)
+    db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
+    db.execute("UPDATE hm_stage SET rec = rowid - (SELECT min(rowid) FROM hm_stage) + 1")
     others = (
         f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
     )
     partial = len(fields.position) < len(_ALL_NAMES)
-    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE file = ? AND {others}", [str(path)]):
+    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE {others}"):
+        db.execute(f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE {others}")
+        db.execute(f"DELETE FROM hm_stage WHERE {others}")
+        lines = "SELECT rec FROM hm_again"
         db.execute(
-            f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE file = ? AND {others}",
-            [str(path)],
+            f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _Fields(_ALL_NAMES), MAX_LINE_BYTES, lines)}"
         )
-        db.execute(f"DELETE FROM hm_stage WHERE file = ? AND {others}", [str(path)])
-        _stage_ndjson(db, path, _Fields(_ALL_NAMES), "WHERE ordinality IN (SELECT rec FROM hm_again)")
     _expand_components(db)
 
 
-def _stage_ndjson(db: HubDatabase, path: Path, fields: _Fields, where: str) -> None:
-    db.execute(
-        f"""
-        INSERT INTO hm_stage BY NAME
+def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool) -> None:
+    """Fill the fresh ``hm_stage`` with the file's lines, in order.
+
+    DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
+    the 1 GB limit that lets long lines be reported keeps a whole file in one buffer, on one core.
+    So a file is first read with small buffers; a line that is not valid JSON (whose record
+    number that read may not keep) or too long for them sends the file to the one ordered read.
+    """
+    if parallel:
+        try:
+            db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, PARALLEL_LINE_BYTES)}")
+            if not db.scalar("SELECT count(*) FROM hm_stage WHERE parse_error = ?", [_INVALID_JSON]):
+                return
+        except CDMError:
+            pass
+        create_stage(db)
+    db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, MAX_LINE_BYTES)}")
+
+
+def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = "") -> str:
+    """The file's lines as staged rows, in file order, ``rec`` left NULL; or, given ``lines`` (a
+    SELECT of record numbers), only those lines with their numbers (an ordered read: one core)."""
+    numbered = "WITH ORDINALITY WHERE ordinality IN (" + lines + ")" if lines else ""
+    return f"""
         SELECT {_select_from_extracted(fields)} FROM (
-            SELECT {_sql_str(str(path))} AS file, ordinality AS rec, NULL::BIGINT AS entry,
+            SELECT 1 AS file_no, {"ordinality" if lines else "NULL::BIGINT"} AS rec,
+                   NULL::BIGINT AS entry,
                    CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)}
                         WHEN length(json) > {MAX_RECORD_BYTES}
                         THEN 'record of ' || (length(json) // 1048576) || ' MB is over the 16 MB limit' END AS parse_error,
                    CASE WHEN length(json) <= {MAX_RECORD_BYTES} THEN json_extract_string(json, {fields.paths()}) END AS f
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
-                                   maximum_object_size={MAX_LINE_BYTES}) WITH ORDINALITY
-            {where}
+                                   maximum_object_size={line_bytes}) {numbered}
         )
-        """
-    )
+    """
 
 
 def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
@@ -239,19 +266,22 @@ _BAD_BUNDLE_TYPE = (
 
 def _stage_docs(db: HubDatabase) -> None:
     db.execute(
+        "INSERT INTO hm_files SELECT row_number() OVER (ORDER BY file), file FROM (SELECT DISTINCT file FROM hm_docs)"
+    )
+    db.execute(
         f"""
         INSERT INTO hm_stage BY NAME
         SELECT {_select_from_extracted()} FROM (
-            SELECT file, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
+            SELECT file_no, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
             FROM (
-                SELECT file, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
-                FROM hm_docs WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
+                SELECT file_no, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
+                FROM hm_docs JOIN hm_files USING (file) WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
                 UNION ALL
-                SELECT file, NULL, doc, NULL FROM hm_docs WHERE doc_type <> 'Bundle'
+                SELECT file_no, NULL, doc, NULL FROM hm_docs JOIN hm_files USING (file) WHERE doc_type <> 'Bundle'
             )
             UNION ALL
-            SELECT file, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
-            FROM hm_docs
+            SELECT file_no, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
+            FROM hm_docs JOIN hm_files USING (file)
             WHERE doc_type = 'Bundle' AND (bundle_type NOT IN {_BUNDLE_TYPES} OR bundle_type IS NULL)
         )
         """
@@ -259,30 +289,41 @@ def _stage_docs(db: HubDatabase) -> None:
     _expand_components(db)
 
 
+_COMPONENT_PATHS = (
+    "$.code.coding[0].system",
+    "$.code.coding[0].code",
+    "$.code.coding[0].display",
+    "$.valueQuantity.value",
+    "$.valueQuantity.code",
+    "$.valueQuantity.unit",
+    "$.valueCodeableConcept.coding[0].system",
+    "$.valueCodeableConcept.coding[0].code",
+    "$.valueCodeableConcept.coding[0].display",
+    "$.valueString",
+)
+
+
 def _expand_components(db: HubDatabase) -> None:
     """Observation components (blood-pressure panels) become records of their own."""
+    paths = "[" + ", ".join(f"'{p}'" for p in _COMPONENT_PATHS) + "]"
+    # Each panel is unnested in place (no join back to its row), one parse per component.
     db.execute(
-        """
+        f"""
         INSERT INTO hm_stage BY NAME
-        SELECT s.* EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
-                            value_code, value_display, value_string, component, parent_rid),
-               s.rid || '#component-' || c.i AS rid,
-               json_extract_string(c.comp, '$.code.coding[0].system') AS code_system,
-               json_extract_string(c.comp, '$.code.coding[0].code') AS code,
-               json_extract_string(c.comp, '$.code.coding[0].display') AS code_display,
-               json_extract_string(c.comp, '$.valueQuantity.value') AS value_num_raw,
-               coalesce(json_extract_string(c.comp, '$.valueQuantity.code'),
-                        json_extract_string(c.comp, '$.valueQuantity.unit')) AS value_unit,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].system') AS value_system,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].code') AS value_code,
-               json_extract_string(c.comp, '$.valueCodeableConcept.coding[0].display') AS value_display,
-               json_extract_string(c.comp, '$.valueString') AS value_string,
-               NULL AS component, s.rid AS parent_rid
-        FROM hm_stage s,
-             (SELECT rid AS prid, file AS pfile, generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
-              FROM (SELECT rid, file, json_extract(component, '$[*]') AS comps FROM hm_stage
-                    WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')) c
-        WHERE s.rid = c.prid AND s.file = c.pfile AND s.component IS NOT NULL AND s.parent_rid IS NULL
+        SELECT * EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
+                          value_code, value_display, value_string, component, parent_rid, i, c),
+               rid || '#component-' || i AS rid, c[1] AS code_system, c[2] AS code, c[3] AS code_display,
+               c[4] AS value_num_raw, coalesce(c[5], c[6]) AS value_unit, c[7] AS value_system,
+               c[8] AS value_code, c[9] AS value_display, c[10] AS value_string,
+               NULL AS component, rid AS parent_rid
+        FROM (
+            SELECT * EXCLUDE (comp), json_extract_string(comp, {paths}) AS c
+            FROM (
+                SELECT * EXCLUDE (comps), generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
+                FROM (SELECT *, json_extract(component, '$[*]') AS comps FROM hm_stage
+                      WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')
+            )
+        )
         """
     )
     db.execute("UPDATE hm_stage SET component = NULL WHERE component IS NOT NULL")

@@ -1,7 +1,9 @@
 -- The typed staging table: every source (FHIR Bundle, Bulk NDJSON, Synthea CSV) lands here first,
--- one row per input record, and one mapping (map.py) takes it into the CDM.
+-- one row per input record, and one mapping (map.py) takes it into the CDM. A record names its input
+-- file by number (hm_files, numbered in name order), not by a path copied onto every row.
+CREATE OR REPLACE TEMP TABLE hm_files (file_no INTEGER, file VARCHAR);
 CREATE OR REPLACE TEMP TABLE hm_stage (
-    file VARCHAR, rec BIGINT, entry BIGINT,
+    file_no INTEGER, rec BIGINT, entry BIGINT,
     resource_type VARCHAR, rid VARCHAR, parse_error VARCHAR,
     subject_ref VARCHAR, visit_ref VARCHAR, provider_ref VARCHAR, care_site_ref VARCHAR,
     code_system VARCHAR, code VARCHAR, code_display VARCHAR,
