@@ -27,6 +27,7 @@ import asyncio
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -223,7 +224,10 @@ def main() -> None:
         scoring = _measured(process.pid, lambda: uvloop.run(_load(port, score, *load)))
     finally:
         process.terminate()
-        process.wait(30)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
     cores = os.cpu_count()
     print(
         f"hub service on loopback (1 uvicorn process, {args.scoring_processes} scoring worker processes), "

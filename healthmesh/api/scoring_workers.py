@@ -9,7 +9,7 @@ socket pair: length-prefixed frames, answers in request order.
     request frame:  {"model": ..., "as_of": ..., "top": ...} NEWLINE Bundle-JSON
     answer frame:   the answer's JSON, or nothing when the database path must decide
 
-Run as ``python -m healthmesh.api.scoring_workers FD MODELS_JSON`` by ``ScoringWorkers`` only.
+``ScoringWorkers`` starts each worker as ``python -c`` calling ``serve_worker(FD, MODELS_JSON)``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ import orjson
 
 from healthmesh.errors import ConfigError
 
-__all__ = ["ScoringWorkers", "score_body"]
+__all__ = ["ScoringWorkers", "score_body", "serve_worker"]
 
 _LENGTH = struct.Struct("!I")
+_WORKER = "import sys; from healthmesh.api.scoring_workers import serve_worker; serve_worker(int(sys.argv[1]), sys.argv[2])"
 _READY = b"ready"
 
 
@@ -101,8 +102,7 @@ class ScoringWorkers:
             for _ in range(processes):
                 parent, child = socket.socketpair()
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "healthmesh.api.scoring_workers", str(child.fileno()), spec],
-                    pass_fds=(child.fileno(),),
+                    [sys.executable, "-c", _WORKER, str(child.fileno()), spec], pass_fds=(child.fileno(),)
                 )
                 child.close()
                 self._channels.append(_Channel(process, parent))
@@ -132,12 +132,16 @@ class ScoringWorkers:
 
     def close(self) -> None:
         for channel in self._channels:
-            channel.sock.close()  # the worker reads end-of-file and exits
+            if channel.writer is not None:
+                channel.writer.close()
+            channel.sock.close()
+            channel.process.terminate()  # a worker holds no state worth a graceful end
         for channel in self._channels:
             try:
                 channel.process.wait(10)
             except subprocess.TimeoutExpired:
                 channel.process.kill()
+                channel.process.wait(10)
 
 
 def _receive(sock: socket.socket) -> bytes | None:
@@ -164,7 +168,8 @@ def _send(sock: socket.socket, payload: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(payload)) + payload)
 
 
-def _serve(fd: int, spec: str) -> None:
+def serve_worker(fd: int, spec: str) -> None:
+    """A worker's life: load the models, say ready, answer frames until the service closes the socket."""
     from healthmesh.risk import BundleScorer
 
     sock = socket.socket(fileno=fd)
@@ -184,7 +189,3 @@ def _serve(fd: int, spec: str) -> None:
         except Exception:  # the database path gives the authoritative answer, or the reason
             answer = None
         _send(sock, answer or b"")
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2])
