@@ -16,7 +16,7 @@ service, its workers and the load generator; beside them the latency of the same
 
 Usage::
 
-    .venv/bin/python benchmarks/api.py                         # 3,000 generated patients, 30 s per phase, 32 in flight
+    .venv/bin/python benchmarks/api.py                         # 3,000 generated patients, 30 s per phase, 48 in flight
     .venv/bin/python benchmarks/api.py --concurrency 16 --seconds 20 --scoring-processes 1
 """
 
@@ -165,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=3000, help="size of the generated hub")
     parser.add_argument("--bundles", type=int, default=40, help="distinct patient Bundles to cycle through")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (keep-alive clients)")
+    parser.add_argument("--concurrency", type=int, default=48, help="requests in flight (keep-alive clients)")
     parser.add_argument("--seconds", type=float, default=30.0, help="time limit per phase")
     parser.add_argument("--requests", type=int, default=20_000, help="request limit per phase")
     parser.add_argument("--scorers", type=int, default=2, help="warm database-path scorers in the service")
