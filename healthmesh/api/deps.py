@@ -109,7 +109,10 @@ class HubState:
         self.model(name)
         if self.workers is not None:
             return await self.workers.score(name, body, as_of, top)
-        return score_body(self._in_memory[name], name, body, as_of, top)
+        try:
+            return score_body(self._in_memory[name], name, body, as_of, top)
+        except Exception:  # as in a worker: the database path gives the answer, or the reason
+            return None
 
     @contextmanager
     def scorer(self, name: str) -> Iterator[BundleScorer]:
