@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -91,7 +90,7 @@ async def score_one(
     if answer is not None:
         return Response(answer, media_type="application/json")
     # Any other Bundle: the database mapping, on a worker thread; it gives the answer or the reason.
-    bundle = _json_object(body)
+    bundle = await _json_object(request)
 
     def run() -> dict[str, Any]:
         with state.scorer(model) as scorer:
@@ -100,10 +99,10 @@ async def score_one(
     return JSONResponse({"model": model, **(await run_in_threadpool(run))})
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        document = await request.json()  # the hub's one JSON reading (JsonRoute), on the cached body
+    except ValueError as error:
         raise HTTPException(422, f"the body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
         raise HTTPException(422, "the body must be a JSON object: one patient's FHIR R4 Bundle")
