@@ -7,17 +7,27 @@ it with sqlglot, so the domains run unchanged on either engine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from healthmesh.cdm.schema import cdm_tables, create_table_sql
 from healthmesh.errors import CDMError
 
-__all__ = ["HubDatabase", "connect", "init_cdm"]
+if TYPE_CHECKING:  # pandas costs a third of a second to import; only df() hands it out
+    import pandas as pd
+
+__all__ = ["POSTGRES_URL", "HubDatabase", "connect", "init_cdm", "is_postgres_url"]
+
+POSTGRES_URL = re.compile(r"^postgres(?:ql)?(?:\+psycopg)?:/+", re.IGNORECASE)
+
+
+def is_postgres_url(target: object) -> bool:
+    """True for ``postgresql://...`` (also when a ``Path`` collapsed its ``//``)."""
+    return bool(POSTGRES_URL.match(str(target)))
 
 
 class HubDatabase:
@@ -78,9 +88,9 @@ class HubDatabase:
 
 def connect(path: str | Path, read_only: bool = False, threads: int | None = None) -> HubDatabase:
     """Open (or create) the hub database at ``path``: a DuckDB file, or a ``postgresql://`` URL."""
-    from healthmesh.cdm.postgres import connect_postgres, is_postgres_url
+    if is_postgres_url(path):  # psycopg and pandas load only for a server database
+        from healthmesh.cdm.postgres import connect_postgres
 
-    if is_postgres_url(path):
         return connect_postgres(str(path))
     target = Path(path)
     if read_only and not target.exists():

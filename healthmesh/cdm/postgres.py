@@ -26,7 +26,7 @@ import pandas as pd
 import psycopg
 from psycopg.adapt import Loader
 
-from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.database import POSTGRES_URL, HubDatabase, is_postgres_url
 from healthmesh.cdm.pg_transpile import to_postgres_sql
 from healthmesh.errors import CDMError
 
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 SCHEMA = "main"
-_URL = re.compile(r"^postgres(?:ql)?(?:\+psycopg)?:/+", re.IGNORECASE)
 _COPY_CHUNK = 1 << 20
 
 
@@ -59,13 +58,8 @@ class PostgresQueryError(CDMError, duckdb.Error):
     DuckDB's errors (``except duckdb.Error``) translates these the same way."""
 
 
-def is_postgres_url(target: object) -> bool:
-    """True for ``postgresql://...`` (also when a ``Path`` collapsed its ``//``)."""
-    return bool(_URL.match(str(target)))
-
-
 def normalise_url(target: object) -> str:
-    return _URL.sub("postgresql://", str(target), count=1)
+    return POSTGRES_URL.sub("postgresql://", str(target), count=1)
 
 
 def redact_url(url: str) -> str:

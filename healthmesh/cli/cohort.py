@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from healthmesh.cdm import connect
-from healthmesh.cohorts import build_cohort, builtin_cohorts, compile_cohort, load_cohort, to_dialect
 
 app = typer.Typer(help="Cohort definitions (JSON) compiled to SQL over the CDM.", no_args_is_help=True)
 console = Console()
@@ -23,6 +22,8 @@ def count(
     ),
 ) -> None:
     """Build the cohort on a hub and print the counts after each step (attrition)."""
+    from healthmesh.cohorts import build_cohort, load_cohort  # sqlglot: loaded only by cohort verbs
+
     cohort = load_cohort(definition)
     with connect(db, read_only=True) as hub:
         result = build_cohort(hub, cohort)
@@ -38,6 +39,8 @@ def sql(
     dialect: str = typer.Option("duckdb", "--dialect", help="SQL dialect: duckdb, postgres, ..."),
 ) -> None:
     """Print the SQL a definition compiles to."""
+    from healthmesh.cohorts import compile_cohort, load_cohort, to_dialect
+
     cohort = load_cohort(definition)
     for label, table, statement in compile_cohort(cohort, "hm_cohort"):
         text = statement if dialect == "duckdb" else to_dialect(statement, dialect)
@@ -47,6 +50,8 @@ def sql(
 @app.command("list")
 def list_command() -> None:
     """List the built-in cohort definitions."""
+    from healthmesh.cohorts import builtin_cohorts, load_cohort
+
     table = Table("name", "description")
     for name in builtin_cohorts():
         table.add_row(name, load_cohort(name).description)

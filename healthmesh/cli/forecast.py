@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 from rich.console import Console
 
 from healthmesh.errors import ForecastError
+
+if TYPE_CHECKING:  # pandas loads only when a forecast verb runs
+    import pandas as pd
 
 app = typer.Typer(
     help="Forecast infectious disease: backtest, score, Rt, regional charts.", no_args_is_help=True
@@ -106,6 +109,8 @@ def score(
     ),
 ) -> None:
     """Score hub-format forecasts: WIS and its parts, MAE, 50%/95% coverage, relative WIS."""
+    import pandas as pd
+
     from healthmesh.forecast.backtest import parse_reference_dates
     from healthmesh.forecast.hubformat import read_hub_forecasts
     from healthmesh.forecast.scores import score_forecasts, summarise_scores

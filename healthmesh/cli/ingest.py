@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from healthmesh.cdm import create_hub
-from healthmesh.cdm.postgres import is_postgres_url
+from healthmesh.cdm.database import is_postgres_url
 from healthmesh.config import Settings, hub_secret_key
 from healthmesh.errors import ConfigError
 from healthmesh.ingest import IngestReport, ingest_paths, report_path_for

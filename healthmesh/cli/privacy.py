@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 from rich.console import Console
 
 from healthmesh.cdm import connect
 from healthmesh.errors import PrivacyError
+
+if TYPE_CHECKING:  # pandas loads only when a privacy verb runs
+    import pandas as pd
 
 __all__ = ["app"]
 
@@ -23,6 +26,8 @@ console = Console()
 def _read_extract(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise PrivacyError(f"no extract at {path}; pass a CSV or Parquet file")
+    import pandas as pd
+
     try:
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except (ValueError, OSError) as error:

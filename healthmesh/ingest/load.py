@@ -77,12 +77,11 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     """Add the checked batch (``hm_checked``) to the report."""
     rows = db.rows(
         """
-        SELECT coalesce(c.resource_type, '(unreadable)'), count(*),
-               count(*) FILTER (WHERE c.status = 'loaded'), count(*) FILTER (WHERE c.status = 'skipped'),
-               count(*) FILTER (WHERE c.status = 'rejected'),
-               count(*) FILTER (WHERE c.status = 'loaded' AND e.concept_id > 0)
-        FROM hm_checked c LEFT JOIN hm_events e ON e.record_id = c.record_id
-        WHERE c.parent_rid IS NULL GROUP BY ALL
+        SELECT coalesce(resource_type, '(unreadable)'), count(*),
+               count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'skipped'),
+               count(*) FILTER (WHERE status = 'rejected'),
+               count(*) FILTER (WHERE status = 'loaded' AND target IS NOT NULL AND concept_id > 0)
+        FROM hm_checked WHERE parent_rid IS NULL GROUP BY ALL
         """
     )
     for resource_type, records, loaded, skipped, rejected, mapped in rows:

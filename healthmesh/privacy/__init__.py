@@ -7,19 +7,23 @@ extracts; ``scan`` finds direct identifiers in text columns and exports.
 
 from __future__ import annotations
 
-from healthmesh.privacy.disclosure import (
-    COUNT_KEYS,
-    DEFAULT_MIN_COUNT,
-    assert_release_safe,
-    check_min_count,
-    frame_records,
-    safe_count,
-    suppress_counts,
-    suppress_statistics,
-)
-from healthmesh.privacy.kanonymity import RiskReport, anonymize, generalize, person_extract, risk_report
-from healthmesh.privacy.pseudonym import PSEUDONYM_LENGTH, pseudonym, register_pseudonym_function
-from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from healthmesh.privacy.disclosure import (
+        COUNT_KEYS,
+        DEFAULT_MIN_COUNT,
+        assert_release_safe,
+        check_min_count,
+        frame_records,
+        safe_count,
+        suppress_counts,
+        suppress_statistics,
+    )
+    from healthmesh.privacy.kanonymity import RiskReport, anonymize, generalize, person_extract, risk_report
+    from healthmesh.privacy.pseudonym import PSEUDONYM_LENGTH, pseudonym, register_pseudonym_function
+    from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
 
 __all__ = [
     "COUNT_KEYS",
@@ -43,3 +47,29 @@ __all__ = [
     "suppress_counts",
     "suppress_statistics",
 ]
+
+# Submodules load on first use: ingest needs only the pseudonym, not pandas (disclosure, kanonymity).
+_HOME = {
+    **dict.fromkeys(
+        (
+            "COUNT_KEYS",
+            "DEFAULT_MIN_COUNT",
+            "assert_release_safe",
+            "check_min_count",
+            "frame_records",
+            "safe_count",
+            "suppress_counts",
+            "suppress_statistics",
+        ),
+        "disclosure",
+    ),
+    **dict.fromkeys(("RiskReport", "anonymize", "generalize", "person_extract", "risk_report"), "kanonymity"),
+    **dict.fromkeys(("PSEUDONYM_LENGTH", "pseudonym", "register_pseudonym_function"), "pseudonym"),
+    **dict.fromkeys(("ScanReport", "scan_database", "scan_file", "scan_text"), "scan"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
