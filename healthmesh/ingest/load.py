@@ -129,7 +129,7 @@ def _unreadable_files(
                 "record": 1,
                 "resource_type": None,
                 "id": None,
-                "reason": "file is not a FHIR JSON document (invalid JSON, no resourceType, or over 64 MB)",
+                "reason": reason,
             }
         )
 

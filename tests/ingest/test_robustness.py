@@ -160,6 +160,38 @@ def test_bad_records_are_reported_one_line_each_and_good_ones_land(tmp_path: Pat
         assert con.execute("SELECT count(*) FROM measurement WHERE value_as_number = 6.1").fetchone()[0] == 2
 
 
+def test_a_component_that_is_not_a_list_rejects_its_observation_alone(tmp_path: Path, run_cli) -> None:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1960-03-01"}
+    panel = {
+        "resourceType": "Observation",
+        "id": "bp",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2020-01-02T10:00:00+09:00",
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "valueQuantity": {"value": v}}
+            for code, v in (("8480-6", 131), ("8462-4", 84))
+        ],
+    }
+    lines = [patient, {**panel, "id": "s", "component": "abc"}, {**panel, "id": "o", "component": {"a": 1}}, panel]
+    source = tmp_path / "panels.ndjson"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    db = tmp_path / "hub.duckdb"
+    result = run_cli("ingest", str(source), "--db", str(db), "--hub", "busan", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
+    reasons = {r["record"]: r["reason"] for r in report["rejections"]}
+    assert reasons == {2: "Observation.component is not a list", 3: "Observation.component is not a list"}
+    assert report["totals"] == {"records": 4, "loaded": 2, "skipped": 0, "rejected": 2}
+    with duckdb.connect(str(db), read_only=True) as con:
+        values = con.execute(
+            "SELECT measurement_source_value, value_as_number FROM measurement WHERE value_as_number IS NOT NULL"
+            " ORDER BY 1"
+        ).fetchall()
+    assert values == [("8462-4", 84.0), ("8480-6", 131.0)]
+
+
 def test_strict_stores_nothing_when_anything_is_rejected(tmp_path: Path, run_cli) -> None:
     source = tmp_path / "mixed.ndjson"
     _bad_ndjson(source)

@@ -303,8 +303,20 @@ _COMPONENT_PATHS = (
 )
 
 
+_PANEL = "component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation'"
+
+
 def _expand_components(db: HubDatabase) -> None:
-    """Observation components (blood-pressure panels) become records of their own."""
+    """Observation components (blood-pressure panels) become records of their own.
+
+    A ``component`` that is not a list (an object, a string) rejects its Observation.
+    """
+    db.execute(
+        f"""
+        UPDATE hm_stage SET parse_error = 'Observation.component is not a list'
+        WHERE {_PANEL} AND parse_error IS NULL AND NOT (starts_with(component, '[') AND ends_with(component, ']'))
+        """
+    )
     paths = "[" + ", ".join(f"'{p}'" for p in _COMPONENT_PATHS) + "]"
     # Each panel is unnested in place (no join back to its row), one parse per component.
     db.execute(
@@ -320,8 +332,8 @@ def _expand_components(db: HubDatabase) -> None:
             SELECT * EXCLUDE (comp), json_extract_string(comp, {paths}) AS c
             FROM (
                 SELECT * EXCLUDE (comps), generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
-                FROM (SELECT *, json_extract(component, '$[*]') AS comps FROM hm_stage
-                      WHERE component IS NOT NULL AND parent_rid IS NULL AND resource_type = 'Observation')
+                FROM (SELECT *, try(json_extract(component, '$[*]')) AS comps FROM hm_stage
+                      WHERE {_PANEL} AND parse_error IS NULL)
             )
         )
         """
