@@ -134,13 +134,19 @@ def _unreadable_files(
         )
 
 
-def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport, strict: bool = False) -> None:
-    """Stage one batch. Run outside a transaction (unless ``strict``): a failed read must not abort the load."""
+def _stage_batch(
+    db: HubDatabase, batch: list[Source], report: IngestReport, strict: bool = False, numbered: bool = True
+) -> None:
+    """Stage one batch. Run outside a transaction (unless ``strict``): a failed read must not abort the load.
+
+    ``numbered=False`` lets a clean NDJSON file be staged without record numbers (see
+    ``stage_ndjson_file``).
+    """
     create_stage(db)
     first = batch[0]
     if first.kind == "ndjson":
         try:
-            stage_ndjson_file(db, first.path, first.first_type, parallel=not strict)
+            stage_ndjson_file(db, first.path, first.first_type, parallel=not strict, numbered=numbered)
         except CDMError as error:  # DuckDB could not read the file at all (e.g. a line over 1 GB)
             create_stage(db)
             reason = f"file cannot be read as NDJSON: {str(error).splitlines()[0][:200]}"
@@ -155,9 +161,13 @@ def _stage_batch(db: HubDatabase, batch: list[Source], report: IngestReport, str
         _unreadable_files(report, stage_bundle_files(db, [s.path for s in batch]))
 
 
-def _map_batch(db: HubDatabase, report: IngestReport) -> None:
-    map_stage(db)
-    _account(db, report)
+def _needs_record_numbers(db: HubDatabase, deduplicated: bool) -> bool:
+    """Whether the mapped batch has unnumbered records that need their numbers: a rejection to
+    report, or copies of one resource, of which the last in the file wins."""
+    unnumbered, rejected = db.rows(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'rejected') FROM hm_checked WHERE rec IS NULL AND entry IS NULL"
+    )[0]
+    return bool(unnumbered) and (deduplicated or bool(rejected))
 
 
 def ingest_paths(
@@ -203,11 +213,17 @@ def ingest_paths(
                     report.committed = False
                     _unreadable_files(report, [s.path for s in batch], "input cannot be read")
                     return _finish(db, report, started)
-                _map_batch(db, report)
+                map_stage(db)
+                _account(db, report)
             else:
-                _stage_batch(db, batch, report)
+                _stage_batch(db, batch, report, numbered=False)
                 transaction.begin()
-                _map_batch(db, report)
+                if _needs_record_numbers(db, map_stage(db)):  # map again, from a numbered read
+                    transaction.rollback()
+                    _stage_batch(db, batch, report)
+                    transaction.begin()
+                    map_stage(db)
+                _account(db, report)
                 transaction.commit()
             if progress:
                 progress(done, len(batches), batch[0].path.name)

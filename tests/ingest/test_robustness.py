@@ -170,11 +170,19 @@ def test_a_component_that_is_not_a_list_rejects_its_observation_alone(tmp_path: 
         "subject": {"reference": "Patient/p1"},
         "effectiveDateTime": "2020-01-02T10:00:00+09:00",
         "component": [
-            {"code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "valueQuantity": {"value": v}}
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": v},
+            }
             for code, v in (("8480-6", 131), ("8462-4", 84))
         ],
     }
-    lines = [patient, {**panel, "id": "s", "component": "abc"}, {**panel, "id": "o", "component": {"a": 1}}, panel]
+    lines = [
+        patient,
+        {**panel, "id": "s", "component": "abc"},
+        {**panel, "id": "o", "component": {"a": 1}},
+        panel,
+    ]
     source = tmp_path / "panels.ndjson"
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     db = tmp_path / "hub.duckdb"
@@ -190,6 +198,37 @@ def test_a_component_that_is_not_a_list_rejects_its_observation_alone(tmp_path: 
             " ORDER BY 1"
         ).fetchall()
     assert values == [("8462-4", 84.0), ("8480-6", 131.0)]
+
+
+def test_a_file_read_on_every_core_still_reports_line_numbers_and_keeps_the_last_copy(
+    tmp_path: Path, run_cli
+) -> None:
+    # Over 64 MB, so that DuckDB reads it in several buffers at once, out of line order.
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-02"}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2020-01-02T10:00:00+09:00",
+        "valueQuantity": {"value": 6.1, "unit": "%"},
+        "note": [{"text": "x" * 600}],
+    }
+    lines = [json.dumps({**observation, "id": f"o{i}"}) for i in range(1, 110_001)]
+    lines[80_000 - 1] = json.dumps({**observation, "id": "o5", "valueQuantity": {"value": 9.9, "unit": "%"}})
+    lines[100_000 - 1] = json.dumps({**observation, "id": "late", "effectiveDateTime": "yesterday"})
+    source = tmp_path / "Observation.ndjson"
+    source.write_text("\n".join(lines) + "\n")
+    patients = tmp_path / "Patient.ndjson"
+    patients.write_text(json.dumps(patient) + "\n")
+    db = tmp_path / "hub.duckdb"
+    result = run_cli("ingest", str(patients), str(source), "--db", str(db), "--hub", "busan", "--quiet")
+    assert result.returncode == 1
+    report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
+    assert [(r["record"], r["id"]) for r in report["rejections"]] == [(100_000, "late")]
+    with duckdb.connect(str(db), read_only=True) as con:
+        kept = con.execute("SELECT value_as_number FROM measurement WHERE value_as_number <> 6.1").fetchall()
+    assert kept == [(9.9,)]  # o5 of line 80,000, not o5 of line 5
 
 
 def test_strict_stores_nothing_when_anything_is_rejected(tmp_path: Path, run_cli) -> None:

@@ -123,25 +123,36 @@ def _sql_str(value: str) -> str:
 
 
 def stage_ndjson_file(
-    db: HubDatabase, path: Path, resource_type: str | None = None, parallel: bool = True
-) -> None:
+    db: HubDatabase,
+    path: Path,
+    resource_type: str | None = None,
+    parallel: bool = True,
+    numbered: bool = True,
+) -> bool:
     """One Bulk Data NDJSON file (plain or gzip) into a fresh ``hm_stage``; each non-blank line is a record.
 
     A file of one resource type (as ``$export`` writes them) is read with only that type's paths;
     lines of another type are read again with all paths. ``parallel`` reads a clean file on every
     core and falls back to one ordered read when that fails; pass False inside a transaction,
-    where a failed read would abort it.
+    where a failed read would abort it. With ``numbered=False`` a clean file of one type is read
+    without keeping its lines in order, a quarter faster, and its records get no numbers (``rec``
+    NULL): the caller stages it again, numbered, if a record turns out to need one (a rejection or
+    a duplicate). Returns whether the records are numbered.
     """
     fields = _Fields(fields_for(resource_type))
     create_stage(db)  # fresh, so that the rows' order is the file's line order
-    _read_ndjson(db, path, fields, parallel)
+    ordered = _read_ndjson(db, path, fields, parallel, numbered)
     db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
-    db.execute("UPDATE hm_stage SET rec = rowid - (SELECT min(rowid) FROM hm_stage) + 1")
     others = (
         f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
     )
     partial = len(fields.position) < len(_ALL_NAMES)
-    if partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE {others}"):
+    mixed = partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE {others}")
+    if mixed and not ordered:  # the other lines are re-read by number
+        return stage_ndjson_file(db, path, resource_type, parallel, numbered=True)
+    if ordered:
+        db.execute("UPDATE hm_stage SET rec = rowid - (SELECT min(rowid) FROM hm_stage) + 1")
+    if mixed:
         db.execute(f"CREATE OR REPLACE TEMP TABLE hm_again AS SELECT rec FROM hm_stage WHERE {others}")
         db.execute(f"DELETE FROM hm_stage WHERE {others}")
         lines = "SELECT rec FROM hm_again"
@@ -149,25 +160,33 @@ def stage_ndjson_file(
             f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _Fields(_ALL_NAMES), MAX_LINE_BYTES, lines)}"
         )
     _expand_components(db)
+    return ordered
 
 
-def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool) -> None:
-    """Fill the fresh ``hm_stage`` with the file's lines, in order.
+def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool, numbered: bool) -> bool:
+    """Fill the fresh ``hm_stage`` with the file's lines; returns whether they are in file order.
 
     DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
     the 1 GB limit that lets long lines be reported keeps a whole file in one buffer, on one core.
     So a file is first read with small buffers; a line that is not valid JSON (whose record
     number that read may not keep) or too long for them sends the file to the one ordered read.
+    Without ``numbered`` the first read may also land rows out of order, which spares DuckDB
+    merging each thread's rows back into file order.
     """
     if parallel:
         try:
+            if not numbered:
+                db.execute("SET preserve_insertion_order = false")
             db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, PARALLEL_LINE_BYTES)}")
             if not db.scalar("SELECT count(*) FROM hm_stage WHERE parse_error = ?", [_INVALID_JSON]):
-                return
+                return numbered
         except CDMError:
             pass
+        finally:
+            db.execute("SET preserve_insertion_order = true")
         create_stage(db)
     db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, MAX_LINE_BYTES)}")
+    return True
 
 
 def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = "") -> str:
