@@ -61,6 +61,14 @@ def _batches(sources: list[Source]) -> list[list[Source]]:
     return batches
 
 
+def _is_hub_file(db: HubDatabase, path: Path) -> bool:
+    """The hub's own database, write-ahead log and report, when the input folder holds them."""
+    if db.path is None:
+        return False
+    own = (db.path, db.path.with_name(db.path.name + ".wal"), report_path_for(db.path))
+    return any(path.resolve() == p.resolve() for p in own)
+
+
 def _prepare(db: HubDatabase, hub: str, secret_key: bytes) -> None:
     """Macros, lookup tables and the pseudonym function, once per connection and hub key."""
     salt = secret_key.hex() + "|" + hub
@@ -189,7 +197,7 @@ def ingest_paths(
         return ingest_paths_postgres(db, paths, hub, secret_key, strict, progress)  # type: ignore[arg-type]
     started = time.perf_counter()
     report = IngestReport(hub=hub, database=str(db.path), strict=strict)
-    sources = discover(paths)
+    sources = [s for s in discover(paths) if not _is_hub_file(db, s.path)]
     report.ignored_files = [
         {
             "file": str(s.path),

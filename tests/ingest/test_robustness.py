@@ -231,6 +231,18 @@ def test_a_file_read_on_every_core_still_reports_line_numbers_and_keeps_the_last
     assert kept == [(9.9,)]  # o5 of line 80,000, not o5 of line 5
 
 
+def test_a_folder_that_holds_the_hub_is_loaded_without_the_hubs_own_files(tmp_path: Path, run_cli) -> None:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-02"}
+    (tmp_path / "Patient.ndjson").write_text(json.dumps(patient) + "\n")
+    db = tmp_path / "hub.duckdb"
+    for _ in range(2):  # the second load finds the database and its report in the folder
+        result = run_cli("ingest", str(tmp_path), "--db", str(db), "--hub", "busan", "--quiet")
+        assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
+    assert report["totals"] == {"records": 1, "loaded": 1, "skipped": 0, "rejected": 0}
+    assert report["ignored_files"] == []
+
+
 def test_strict_stores_nothing_when_anything_is_rejected(tmp_path: Path, run_cli) -> None:
     source = tmp_path / "mixed.ndjson"
     _bad_ndjson(source)
