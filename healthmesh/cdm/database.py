@@ -8,7 +8,8 @@ it with sqlglot, so the domains run unchanged on either engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,16 @@ class HubDatabase:
         names = list(tables) if tables is not None else sorted(cdm_tables())
         present = self.tables()
         return {t: int(self.scalar(f"SELECT count(*) FROM {t}")) for t in names if t in present}
+
+    @contextmanager
+    def unordered(self) -> Iterator[None]:
+        """Statements inside may write rows in any order: DuckDB then writes on every core without
+        merging each thread's rows back into insertion order (for inserts whose order nobody reads)."""
+        self.execute("SET preserve_insertion_order = false")
+        try:
+            yield
+        finally:
+            self.execute("SET preserve_insertion_order = true")
 
     def cursor(self) -> HubDatabase:
         """Another handle on the same database for another thread (close it when done)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,10 @@ class PostgresHubDatabase(HubDatabase):
         self.raw: psycopg.Connection[Any] = con.raw
         self.path = None
         self.url = url
+
+    @contextmanager
+    def unordered(self) -> Iterator[None]:
+        yield  # PostgreSQL never promises insertion order
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
         self.con.execute(sql, params)

@@ -6,6 +6,7 @@ DuckDB reads and parses the JSON; each resource is parsed once, its elements pul
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 
@@ -175,15 +176,14 @@ def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool, n
     """
     if parallel:
         try:
-            if not numbered:
-                db.execute("SET preserve_insertion_order = false")
-            db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, PARALLEL_LINE_BYTES)}")
+            with nullcontext() if numbered else db.unordered():
+                db.execute(
+                    f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, PARALLEL_LINE_BYTES)}"
+                )
             if not db.scalar("SELECT count(*) FROM hm_stage WHERE parse_error = ?", [_INVALID_JSON]):
                 return numbered
         except CDMError:
             pass
-        finally:
-            db.execute("SET preserve_insertion_order = true")
         create_stage(db)
     db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, MAX_LINE_BYTES)}")
     return True
@@ -337,9 +337,11 @@ def _expand_components(db: HubDatabase) -> None:
         """
     )
     paths = "[" + ", ".join(f"'{p}'" for p in _COMPONENT_PATHS) + "]"
-    # Each panel is unnested in place (no join back to its row), one parse per component.
-    db.execute(
-        f"""
+    # Each panel is unnested in place (no join back to its row), one parse per component. The
+    # parts carry their panel's record number, so they may land in any order.
+    with db.unordered():
+        db.execute(
+            f"""
         INSERT INTO hm_stage BY NAME
         SELECT * EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
                           value_code, value_display, value_string, component, parent_rid, i, c),
@@ -356,5 +358,4 @@ def _expand_components(db: HubDatabase) -> None:
             )
         )
         """
-    )
-    db.execute("UPDATE hm_stage SET component = NULL WHERE component IS NOT NULL")
+        )
