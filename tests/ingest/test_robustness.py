@@ -96,18 +96,21 @@ def test_a_load_killed_halfway_then_run_again_equals_a_clean_load(
     assert _fingerprint(crashed) == _fingerprint(clean)
 
 
+PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-02"}
+HBA1C = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+    "subject": {"reference": "Patient/p1"},
+    "effectiveDateTime": "2020-01-02T10:00:00+09:00",
+    "valueQuantity": {"value": 6.1, "unit": "%"},
+}
+
+
 def _bad_ndjson(path: Path) -> dict[str, str]:
     """A file mixing good records with every kind of bad one; returns {record number: expected reason}."""
-    good_patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-02"}
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2020-01-02T10:00:00+09:00",
-        "valueQuantity": {"value": 6.1, "unit": "%"},
-    }
+    good_patient, observation = PATIENT, HBA1C
     lines: list[bytes] = [
         json.dumps(good_patient).encode(),
         json.dumps(observation).encode(),
@@ -161,21 +164,16 @@ def test_bad_records_are_reported_one_line_each_and_good_ones_land(tmp_path: Pat
 
 
 def test_a_component_that_is_not_a_list_rejects_its_observation_alone(tmp_path: Path, run_cli) -> None:
-    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1960-03-01"}
-    panel = {
-        "resourceType": "Observation",
+    patient = PATIENT
+    parts = [
+        {"code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "valueQuantity": {"value": v}}
+        for code, v in (("8480-6", 131), ("8462-4", 84))
+    ]
+    panel = {k: v for k, v in HBA1C.items() if k != "valueQuantity"}
+    panel |= {
         "id": "bp",
-        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2020-01-02T10:00:00+09:00",
-        "component": [
-            {
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                "valueQuantity": {"value": v},
-            }
-            for code, v in (("8480-6", 131), ("8462-4", 84))
-        ],
+        "component": parts,
     }
     lines = [
         patient,
@@ -204,16 +202,7 @@ def test_a_file_read_on_every_core_still_reports_line_numbers_and_keeps_the_last
     tmp_path: Path, run_cli
 ) -> None:
     # Over 64 MB, so that DuckDB reads it in several buffers at once, out of line order.
-    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-05-02"}
-    observation = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2020-01-02T10:00:00+09:00",
-        "valueQuantity": {"value": 6.1, "unit": "%"},
-        "note": [{"text": "x" * 600}],
-    }
+    patient, observation = PATIENT, {**HBA1C, "note": [{"text": "x" * 600}]}
     lines = [json.dumps({**observation, "id": f"o{i}"}) for i in range(1, 110_001)]
     lines[80_000 - 1] = json.dumps({**observation, "id": "o5", "valueQuantity": {"value": 9.9, "unit": "%"}})
     lines[100_000 - 1] = json.dumps({**observation, "id": "late", "effectiveDateTime": "yesterday"})
