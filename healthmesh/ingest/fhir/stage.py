@@ -141,7 +141,7 @@ def stage_ndjson_file(
     a duplicate). Returns whether the records are numbered.
     """
     fields = _Fields(fields_for(resource_type))
-    create_stage(db)  # fresh, so that the rows' order is the file's line order
+    create_stage(db)  # fresh, so that a numbered read's row order is the file's line order
     ordered = _read_ndjson(db, path, fields, parallel, numbered)
     db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
     others = (
