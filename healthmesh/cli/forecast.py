@@ -13,6 +13,8 @@ from healthmesh.errors import ForecastError
 if TYPE_CHECKING:  # pandas loads only when a forecast verb runs
     import pandas as pd
 
+    from healthmesh.privacy.release import Release
+
 app = typer.Typer(
     help="Forecast infectious disease: backtest, score, Rt, regional charts.", no_args_is_help=True
 )
@@ -27,6 +29,17 @@ def _print_table(table: pd.DataFrame, title: str) -> None:
     console.print(f"[bold]{title}[/bold]")
     text = table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+def _hub_release(db: Path) -> Release:
+    """The release path of the hub whose CDM is ``db`` (the same key and threshold as its service)."""
+    from healthmesh.config import Settings, hub_keys
+    from healthmesh.privacy.release import Release
+
+    if not db.is_file():
+        raise ForecastError(f"hub database {db} not found")
+    settings = Settings()
+    return Release(hub_keys(settings, db).release, settings.min_cell_count)
 
 
 @app.command("backtest")
@@ -152,10 +165,15 @@ def rt(
         None, "--window", help="Sliding window in steps (default 7 days / 2 weeks)."
     ),
 ) -> None:
-    """Estimate Rt per region (Cori et al.) with 95% credible intervals, and chart it."""
-    from healthmesh.forecast.rt_report import rt_report
+    """Estimate Rt per region (Cori et al.) with 95% credible intervals, and chart it.
 
-    result = rt_report(data, out, si_mean=si_mean, si_sd=si_sd, window=window)
+    A hub CDM's counts are released through the hub's release path first (its key and minimum cell
+    count from HEALTHMESH_SECRET_KEY / HEALTHMESH_MIN_CELL_COUNT, as the hub service).
+    """
+    from healthmesh.forecast.rt_report import is_hub_database, rt_report
+
+    release = _hub_release(data) if is_hub_database(data) else None
+    result = rt_report(data, out, si_mean=si_mean, si_sd=si_sd, window=window, release=release)
     for region, latest in result["latest"].items():
         console.print(
             f"{region}: Rt {latest['mean']:.2f} (95% CrI {latest['lower95']:.2f}-{latest['upper95']:.2f}) on {latest['date']}"
@@ -181,7 +199,8 @@ def regions(
             raise ForecastError(f"--db {item!r} must be HUB=PATH, e.g. gwangju=hubs/gwangju.duckdb")
         name, path = item.split("=", 1)
         paths[name] = Path(path)
-    summary = forecast_hub_regions(paths, out, horizon, threshold=threshold)
+    releases = {name: _hub_release(path) for name, path in paths.items()}
+    summary = forecast_hub_regions(paths, out, horizon, releases=releases, threshold=threshold)
     for region, entry in summary["regions"].items():
         nxt = entry["next_week"]
         line = f"{region}: next week {nxt['median']:.0f} (95% {nxt['lower95']:.0f}-{nxt['upper95']:.0f})"

@@ -1,12 +1,14 @@
 """Regional forecasts from the hubs' CDMs: fan charts, Rt charts and early-warning probabilities.
 
 The lead's ``healthmesh demo`` calls :func:`forecast_hub_regions`. Each hub contributes only its
-weekly ILI counts per region (aggregates); regions seen by several hubs are summed.
+weekly ILI counts per region, released through its own ``Release`` (``forecast.protect``); regions
+seen by several hubs are summed from the released counts, so no figure inverts to an exact count.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,11 @@ from healthmesh.forecast.cdm_series import read_hub_ili
 from healthmesh.forecast.charts import fan_chart, rt_chart
 from healthmesh.forecast.facade import Forecaster
 from healthmesh.forecast.models import DEFAULT_MODEL
+from healthmesh.forecast.protect import ProtectedSeries, release_series
 from healthmesh.forecast.quantiles import FLUSIGHT_QUANTILES, exceedance_probability
 from healthmesh.forecast.rt import INFLUENZA_SERIAL_INTERVAL, rt_by_region
 from healthmesh.forecast.series import validate_series
+from healthmesh.privacy.release import Release
 
 __all__ = ["forecast_hub_regions", "forecast_regions"]
 
@@ -29,7 +33,7 @@ def _safe(name: str) -> str:
 
 
 def forecast_regions(
-    series: pd.DataFrame,
+    series: pd.DataFrame | ProtectedSeries,
     out_dir: Path,
     horizon: int = 4,
     model: str = DEFAULT_MODEL,
@@ -41,15 +45,18 @@ def forecast_regions(
     """Forecast every series of a weekly long frame; write charts, exceedance and a summary JSON.
 
     ``threshold`` is the early-warning level for next week's count; without one each region uses the
-    90th percentile of its own past weeks.
+    90th percentile of its own past weeks. A ``ProtectedSeries`` (hub data) is forecast from its
+    released counts, and its Rt withholds the windows of few cases; a plain frame is public data.
     """
-    data = validate_series(series, "regional series")
+    protected = series if isinstance(series, ProtectedSeries) else None
+    frame = series.series if isinstance(series, ProtectedSeries) else series
+    data = validate_series(frame, "regional series")
     out_dir.mkdir(parents=True, exist_ok=True)
     levels = FLUSIGHT_QUANTILES
     forecaster = Forecaster([model]).fit(data)
     forecast = forecaster.predict(horizon, levels)
     forecast = forecast[forecast["model"] == model]
-    rt = rt_by_region(data, si_mean, si_sd)
+    rt = protected.rt(si_mean, si_sd) if protected else rt_by_region(data, si_mean, si_sd)
     regions: dict[str, dict] = {}
     warnings = []
     for uid, history in data.groupby("unique_id", sort=True):
@@ -108,30 +115,41 @@ def forecast_hub_regions(
     out_dir: Path,
     horizon: int = 4,
     *,
+    releases: Mapping[str, Release],
     model: str = DEFAULT_MODEL,
     threshold: float | None = None,
 ) -> dict:
     """Read each hub's weekly ILI series, forecast per region, write charts; return the summary.
 
-    ``db_paths`` maps hub name to its CDM file. The summary holds, per region, the fan chart and Rt
+    ``db_paths`` maps hub name to its CDM file, ``releases`` hub name to that hub's ``Release``:
+    each hub's series is released cell by cell before it is combined. The summary holds, per region, the fan chart and Rt
     chart paths, next week's median and 95% interval, the exceedance probability and the latest Rt
     with its 95% credible interval; ``hubs`` lists the regions each hub contributed.
     """
     if not db_paths:
         raise ForecastError("no hub databases given; pass {'gwangju': Path('gwangju.duckdb'), ...}")
-    frames, hubs = [], {}
+    missing = sorted(set(db_paths) - set(releases))
+    if missing:
+        raise ForecastError(f"no release path for hub(s) {missing}; every hub's series must be released")
+    released, exact, hubs = [], [], {}
     for hub, path in db_paths.items():
-        series = read_hub_ili(Path(path))
-        hubs[hub] = sorted(series["unique_id"].unique())
-        frames.append(series)
-    combined = pd.concat(frames).groupby(["unique_id", "ds"], as_index=False)["y"].sum()
-    # Hubs may cover different spans: align all regions on one weekly grid, missing weeks as 0.
-    weeks = pd.date_range(combined["ds"].min(), combined["ds"].max(), freq="7D")
-    grid = pd.MultiIndex.from_product(
-        [sorted(combined["unique_id"].unique()), weeks], names=["unique_id", "ds"]
-    )
-    combined = combined.set_index(["unique_id", "ds"])["y"].reindex(grid, fill_value=0).reset_index()
+        protected = release_series(read_hub_ili(Path(path)), releases[hub])
+        hubs[hub] = sorted(protected.exact["unique_id"].unique())
+        released.append(protected.series)
+        exact.append(protected.exact)
+    min_count = max(releases[hub].min_count for hub in db_paths)
+    combined = ProtectedSeries(_on_one_grid(released), _on_one_grid(exact), min_count)
     summary = forecast_regions(combined, Path(out_dir), horizon=horizon, model=model, threshold=threshold)
     summary["hubs"] = hubs
     (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _on_one_grid(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Sum the hubs' series per region and week; hubs may cover different spans, missing weeks are 0."""
+    combined = pd.concat(frames).groupby(["unique_id", "ds"], as_index=False)["y"].sum()
+    weeks = pd.date_range(combined["ds"].min(), combined["ds"].max(), freq="7D")
+    grid = pd.MultiIndex.from_product(
+        [sorted(combined["unique_id"].unique()), weeks], names=["unique_id", "ds"]
+    )
+    return combined.set_index(["unique_id", "ds"])["y"].reindex(grid, fill_value=0).reset_index()

@@ -93,12 +93,22 @@ def rt_by_region(
     si_mean: float = COVID19_SERIAL_INTERVAL[0],
     si_sd: float = COVID19_SERIAL_INTERVAL[1],
     window: int | None = None,
+    *,
+    exact: pd.DataFrame | None = None,
+    min_cases: int = 0,
 ) -> pd.DataFrame:
     """Rt per series of a long frame (daily or weekly counts; the step is read from the data).
 
     Returns ``unique_id, ds, mean, lower, median, upper`` (95% credible interval); ``ds`` is the end
     of each window. ``window`` defaults to 7 steps for daily data and 2 for weekly.
+
+    ``df`` may hold released (perturbed) counts; then ``exact`` holds the true counts of the same
+    cells, and a window whose true case sum is below ``min_cases`` is left out, since its interval
+    would describe a handful of persons (see ``healthmesh.forecast.protect``).
     """
+    truth = (
+        exact.set_index(["unique_id", "ds"])["y"].astype(float) if exact is not None and min_cases > 0 else None
+    )
     out = []
     for uid, group in df.sort_values(["unique_id", "ds"]).groupby("unique_id", sort=True):
         gaps = group["ds"].diff().dropna()
@@ -110,6 +120,10 @@ def rt_by_region(
         span = window if window is not None else (7 if step_days < 7 else 2)
         w = discretise_serial_interval(si_mean, si_sd, step_days)
         est = estimate_rt(group["y"].to_numpy(), w, window=span)
+        if truth is not None and not est.empty:
+            true_y = truth.reindex(pd.MultiIndex.from_arrays([group["unique_id"], group["ds"]])).fillna(0.0)
+            case_sums = true_y.rolling(span, min_periods=1).sum().to_numpy()
+            est = est[case_sums[est["t"].to_numpy()] >= min_cases]
         if est.empty:
             continue
         dates = group["ds"].to_numpy()

@@ -1,4 +1,9 @@
-"""Rt for a data file: reads it, picks the serial interval that fits the disease, writes table and charts."""
+"""Rt for a data file: reads it, picks the serial interval that fits the disease, writes table and charts.
+
+A hub CDM's series is hub data: it is released through the hub's ``Release`` first
+(``forecast.protect``), and its Rt withholds the windows of few cases. Public files (DS4C, FluSight)
+are estimated as they are.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,17 @@ import pandas as pd
 from healthmesh.errors import ForecastError
 from healthmesh.forecast.cdm_series import read_hub_ili
 from healthmesh.forecast.charts import rt_chart
+from healthmesh.forecast.protect import release_series
 from healthmesh.forecast.rt import COVID19_SERIAL_INTERVAL, INFLUENZA_SERIAL_INTERVAL, rt_by_region
 from healthmesh.forecast.series import read_ds4c_daily, read_flusight_target
+from healthmesh.privacy.release import Release
 
-__all__ = ["read_incidence", "rt_report"]
+__all__ = ["is_hub_database", "read_incidence", "rt_report"]
+
+
+def is_hub_database(path: Path) -> bool:
+    """Whether ``path`` is a hub CDM (hub data, released before use) rather than a public file."""
+    return Path(path).suffix in (".duckdb", ".db")
 
 
 def read_incidence(path: Path) -> tuple[pd.DataFrame, tuple[float, float], str]:
@@ -20,7 +32,7 @@ def read_incidence(path: Path) -> tuple[pd.DataFrame, tuple[float, float], str]:
     path = Path(path)
     if not path.is_file():
         raise ForecastError(f"data file {path} not found")
-    if path.suffix in (".duckdb", ".db"):
+    if is_hub_database(path):
         return read_hub_ili(path), INFLUENZA_SERIAL_INTERVAL, "ILI visits"
     columns = set(pd.read_csv(path, nrows=0).columns)
     if "province" in columns:
@@ -31,11 +43,26 @@ def read_incidence(path: Path) -> tuple[pd.DataFrame, tuple[float, float], str]:
 
 
 def rt_report(
-    data: Path, out: Path, si_mean: float | None = None, si_sd: float | None = None, window: int | None = None
+    data: Path,
+    out: Path,
+    si_mean: float | None = None,
+    si_sd: float | None = None,
+    window: int | None = None,
+    *,
+    release: Release | None = None,
 ) -> dict:
-    """Estimate Rt per region, write ``rt.csv`` and one chart per region; return the latest values."""
+    """Estimate Rt per region, write ``rt.csv`` and one chart per region; return the latest values.
+
+    ``release`` is the hub's release path; it is required for a hub CDM.
+    """
     series, (default_mean, default_sd), label = read_incidence(data)
-    estimates = rt_by_region(series, si_mean or default_mean, si_sd or default_sd, window)
+    mean, sd = si_mean or default_mean, si_sd or default_sd
+    if is_hub_database(Path(data)):
+        if release is None:
+            raise ForecastError(f"{data} is a hub CDM: its series leaves the hub only through its release path")
+        estimates = release_series(series, release).rt(mean, sd, window)
+    else:
+        estimates = rt_by_region(series, mean, sd, window)
     out.mkdir(parents=True, exist_ok=True)
     estimates.to_csv(out / "rt.csv", index=False, float_format="%.4f")
     latest, charts = {}, {}

@@ -9,6 +9,13 @@ import pandas as pd
 import pytest
 
 from healthmesh.cdm import create_hub
+from healthmesh.hubkeys import HubKeys
+from healthmesh.privacy.release import Release
+
+
+def hub_release(master: bytes = b"a test hub master secret of 32+ bytes", min_count: int = 5) -> Release:
+    """A hub's release path, as the service builds it from its master secret."""
+    return Release(HubKeys(master).release, min_count)
 
 
 def seasonal_counts(weeks: int, peak: float, phase: int, seed: int) -> np.ndarray:

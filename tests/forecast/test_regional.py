@@ -8,7 +8,7 @@ import pandas as pd
 from healthmesh.forecast.cdm_series import read_hub_ili
 from healthmesh.forecast.regional import forecast_hub_regions
 
-from .conftest import build_ili_hub
+from .conftest import build_ili_hub, hub_release
 
 
 def test_hub_ili_series_counts_visits_per_region_and_iso_week(ili_hub: Path) -> None:
@@ -27,7 +27,8 @@ def test_hub_ili_series_counts_visits_per_region_and_iso_week(ili_hub: Path) -> 
 def test_forecast_hub_regions_writes_charts_and_a_summary(ili_hub: Path, tmp_path: Path) -> None:
     busan = build_ili_hub(tmp_path / "busan.duckdb", {"KR-26": 50.0})
     out = tmp_path / "charts"
-    summary = forecast_hub_regions({"gwangju": ili_hub, "busan": busan}, out, horizon=3)
+    releases = {"gwangju": hub_release(b"gwangju master secret, 32 bytes or more"), "busan": hub_release()}
+    summary = forecast_hub_regions({"gwangju": ili_hub, "busan": busan}, out, horizon=3, releases=releases)
     assert set(summary["regions"]) == {"KR-26", "KR-29", "KR-41"}
     assert summary["hubs"]["busan"] == ["KR-26"]
     for entry in summary["regions"].values():
