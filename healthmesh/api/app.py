@@ -21,8 +21,7 @@ from healthmesh.api.auth import default_clients, parse_clients
 from healthmesh.api.deps import HubConfig, HubState
 from healthmesh.api.errors import install_error_handlers
 from healthmesh.api.routes import ROUTERS
-from healthmesh.config import Settings, hub_secret_key
-from healthmesh.errors import ConfigError
+from healthmesh.config import Settings, hub_keys
 
 __all__ = ["PUBLIC_PATHS", "AuditMiddleware", "config_from_settings", "create_app"]
 
@@ -113,21 +112,18 @@ def config_from_settings(
     scorer_pool: int = 2,
     scoring_processes: int = 0,
 ) -> HubConfig:
-    """A ``HubConfig`` from the ``HEALTHMESH_*`` settings (secret, clients, environment, min cell count).
+    """A ``HubConfig`` from the ``HEALTHMESH_*`` settings (keys, clients, environment, min cell count).
 
-    The secret is ``HEALTHMESH_SECRET_KEY`` (a placeholder is refused outside development); in
-    development without one, the hub's key file beside its database. Clients come from
-    ``HEALTHMESH_API_CLIENTS`` (JSON), else one client per role with a secret derived from the hub's.
+    The keys come from ``healthmesh.config.hub_keys`` (a weak secret is refused outside development).
+    Clients come from ``HEALTHMESH_API_CLIENTS`` (JSON), else one client per role with a secret
+    derived from the hub's keys.
     """
     settings = settings or Settings()
-    configured = settings.checked_secret()
-    secret = hub_secret_key(configured, Path(db_path).resolve().parent)[0].decode()
+    keys = hub_keys(settings, db_path)
     clients_text = settings.api_clients.get_secret_value() if settings.api_clients is not None else None
-    if clients_text is None and settings.environment != "development" and not configured:
-        raise ConfigError("set HEALTHMESH_SECRET_KEY (or HEALTHMESH_API_CLIENTS) for a production hub")
-    clients = parse_clients(clients_text) if clients_text else default_clients(secret, hub)
+    clients = parse_clients(clients_text) if clients_text else default_clients(keys, hub)
     return HubConfig(
-        hub=hub, db_path=Path(db_path), secret=secret, clients=clients, models=dict(models or {}),
+        hub=hub, db_path=Path(db_path), keys=keys, clients=clients, models=dict(models or {}),
         min_count=settings.min_cell_count, scorer_pool=scorer_pool, environment=settings.environment,
         scoring_processes=scoring_processes,
     )  # fmt: skip

@@ -1,16 +1,16 @@
 """Who may do what: hub-signed JWT bearer tokens, clients from configuration, role guards.
 
-A token is an HS256 JWT signed with a key derived from the hub's secret (``HEALTHMESH_SECRET_KEY``,
-or in development the key file kept beside the hub database). Clients obtain one with the OAuth2
+A token is an HS256 JWT signed with the hub's token key (``HubKeys.token_signing``: derived from
+its master secret, and of no use for anything else). Clients obtain one with the OAuth2
 client-credentials flow at ``POST /token``; each route declares the roles it admits with
 ``require_roles(...)``, and ``route_roles`` lets a test read that declaration back from the app.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,9 +22,12 @@ from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 from starlette.routing import BaseRoute
 
+from healthmesh.api.tokenstate import MAX_TOKEN_TTL_S, TokenState, check_ttl
 from healthmesh.errors import ConfigError
+from healthmesh.hubkeys import HubKeys
 
 __all__ = [
+    "MAX_TOKEN_TTL_S",
     "ROLES",
     "Client",
     "Principal",
@@ -70,18 +73,9 @@ class Principal:
         return ",".join(self.roles)
 
 
-def _signing_key(secret: str, hub: str) -> bytes:
-    # A derived 32-byte key: long enough for HS256 whatever the configured secret looks like.
-    return hmac.new(secret.encode(), f"healthmesh-jwt|{hub}".encode(), hashlib.sha256).digest()
-
-
-def default_clients(secret: str, hub: str) -> dict[str, Client]:
-    """One client per role, its id the role name and its secret derived from the hub's secret."""
-    clients = {}
-    for role in ROLES:
-        derived = hmac.new(secret.encode(), f"healthmesh-client|{hub}|{role}".encode(), hashlib.sha256)
-        clients[role] = Client(role, derived.hexdigest()[:32], (role,))
-    return clients
+def default_clients(keys: HubKeys, hub: str) -> dict[str, Client]:
+    """One client per role, its id the role name and its secret derived from the hub's keys."""
+    return {role: Client(role, keys.client_secret(hub, role), (role,)) for role in ROLES}
 
 
 def parse_clients(text: str) -> dict[str, Client]:
@@ -112,22 +106,47 @@ def parse_clients(text: str) -> dict[str, Client]:
 
 
 class TokenIssuer:
-    """Issues and verifies the hub's tokens."""
+    """Issues and verifies the hub's tokens.
 
-    def __init__(self, secret: str, hub: str, clients: dict[str, Client], ttl_s: int = 3600) -> None:
+    A token's ``kid`` header is the generation of the key that signed it; only the hub's current
+    generation is accepted, so ``healthmesh hub rotate-token-key`` ends every older token at once.
+    Each token has a ``jti`` that ``healthmesh hub revoke`` can put on the hub's revocation list.
+    """
+
+    def __init__(
+        self,
+        keys: HubKeys,
+        hub: str,
+        clients: dict[str, Client],
+        ttl_s: int = 3600,
+        state: TokenState | None = None,
+    ) -> None:
         self.hub = hub
-        self.key = _signing_key(secret, hub)
+        self.keys = keys
         self.clients = clients
-        self.ttl_s = ttl_s
+        self.ttl_s = check_ttl(ttl_s)
+        self.state = state if state is not None else TokenState(None)
+        self._key_cache: tuple[int, bytes] | None = None
+
+    def signing_key(self, generation: int) -> bytes:
+        cached = self._key_cache
+        if cached is None or cached[0] != generation:
+            cached = (generation, self.keys.token_signing(self.hub, generation))
+            self._key_cache = cached
+        return cached[1]
 
     def issue(self, subject: str, roles: tuple[str, ...] | list[str], ttl_s: int | None = None) -> str:
         unknown = [r for r in roles if r not in ROLES]
         if unknown or not roles:
             raise ConfigError(f"unknown role(s) {unknown or roles!r}; choose among {', '.join(ROLES)}")
+        ttl = check_ttl(ttl_s if ttl_s is not None else self.ttl_s)
+        generation = self.state.current().generation
         now = int(time.time())
         claims = {"sub": subject, "roles": list(roles), "iss": f"healthmesh:{self.hub}", "iat": now,
-                  "exp": now + (ttl_s or self.ttl_s)}  # fmt: skip
-        return jwt.encode(claims, self.key, algorithm=ALGORITHM)
+                  "exp": now + ttl, "jti": secrets.token_urlsafe(16)}  # fmt: skip
+        return jwt.encode(
+            claims, self.signing_key(generation), algorithm=ALGORITHM, headers={"kid": str(generation)}
+        )
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         client = self.clients.get(client_id)
@@ -137,13 +156,24 @@ class TokenIssuer:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; HTTP 401 otherwise."""
+        current = self.state.current()
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as error:
+            raise _unauthorized(f"invalid token: {error}") from None
+        if kid != str(current.generation):
+            raise _unauthorized("invalid token: signed with a retired key; get a new token at POST /token")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, self.key, algorithms=[ALGORITHM], issuer=f"healthmesh:{self.hub}",
-                options={"require": ["exp", "sub", "iss"]},
+                token, self.signing_key(current.generation), algorithms=[ALGORITHM],
+                issuer=f"healthmesh:{self.hub}", options={"require": ["exp", "iat", "sub", "iss", "jti"]},
             )  # fmt: skip
         except jwt.PyJWTError as error:
             raise _unauthorized(f"invalid token: {error}") from None
+        if str(claims["jti"]) in current.revoked:
+            raise _unauthorized("invalid token: revoked")
+        if int(claims["exp"]) - int(claims["iat"]) > MAX_TOKEN_TTL_S:
+            raise _unauthorized("invalid token: lifetime over the hub's cap")
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise _unauthorized("invalid token: no roles claim")

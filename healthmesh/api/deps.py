@@ -23,8 +23,11 @@ from fastapi import HTTPException, Request
 from healthmesh.api.audit import AuditWriter, ensure_audit_table
 from healthmesh.api.auth import Client, TokenIssuer
 from healthmesh.api.scoring_workers import ScoringWorkers, score_body
+from healthmesh.api.tokenstate import token_state_for
 from healthmesh.cdm import HubDatabase, connect, init_cdm
 from healthmesh.errors import ConfigError, ModelError
+from healthmesh.hubkeys import HubKeys
+from healthmesh.privacy.release import Release
 from healthmesh.risk import BundleScorer, SafeModel, load_registered
 
 __all__ = ["HubConfig", "HubState", "get_state", "set_rows"]
@@ -34,18 +37,18 @@ T = TypeVar("T")
 
 @dataclass
 class HubConfig:
-    """What one hub service needs: its name, database, models, secret and clients."""
+    """What one hub service needs: its name, database, models, keys and clients."""
 
     hub: str
     db_path: Path
-    secret: str
+    keys: HubKeys
     clients: dict[str, Client]
     models: dict[str, Path] = field(default_factory=dict)
     min_count: int = 5
     scorer_pool: int = 2
     scoring_processes: int = 0  # worker processes for the in-memory Bundle path; 0: in this process
     token_ttl_s: int = 3600
-    environment: str = "development"
+    environment: str = "production"
 
 
 class HubState:
@@ -53,7 +56,12 @@ class HubState:
 
     def __init__(self, config: HubConfig) -> None:
         self.config = config
-        self.issuer = TokenIssuer(config.secret, config.hub, config.clients, config.token_ttl_s)
+        self.keys = config.keys
+        # Every number this hub releases passes here (threshold + cell-key perturbation).
+        self.release = Release(config.keys.release, config.min_count)
+        self.issuer = TokenIssuer(
+            config.keys, config.hub, config.clients, config.token_ttl_s, token_state_for(config.db_path)
+        )
         self.db = connect(config.db_path)
         init_cdm(self.db)  # a new hub answers with empty results rather than missing tables
         ensure_audit_table(self.db)

@@ -12,6 +12,7 @@ import httpx
 
 from healthmesh.api.app import config_from_settings
 from healthmesh.api.auth import ROLES, TokenIssuer
+from healthmesh.api.tokenstate import token_state_for
 from healthmesh.config import Settings
 from healthmesh.errors import ConfigError
 
@@ -95,7 +96,7 @@ def start_hub_service(
 def role_tokens(
     hub: str, db: Path, ttl_s: int = 8 * 3600, settings: Settings | None = None
 ) -> dict[str, str]:
-    """A bearer token for each role of ``hub`` (signed with its secret, as the service reads it)."""
+    """A bearer token for each role of ``hub`` (signed with its current token key, as the service reads it)."""
     config = config_from_settings(hub, db, settings=settings)
-    issuer = TokenIssuer(config.secret, hub, config.clients, ttl_s)
+    issuer = TokenIssuer(config.keys, hub, config.clients, ttl_s, token_state_for(db))
     return {role: issuer.issue(role, (role,)) for role in ROLES}

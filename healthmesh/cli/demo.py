@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from healthmesh.cli.ingest import hub_key
+from healthmesh.config import Settings, hub_keys
 from healthmesh.demo import HUBS, DemoConfig, run_demo
 from healthmesh.demo.pipeline import DemoResult
 from healthmesh.demo.report import write_report
@@ -36,7 +36,9 @@ def demo(
     federation: bool = typer.Option(True, "--federation/--no-federation", help="Run the Flower study."),
 ) -> None:
     """Generate, integrate, check, model, forecast and federate three hubs; write report.html."""
-    config = DemoConfig(workdir.resolve(), patients, seed, hub_key(workdir / "keys" / "demo"), federation)
+    # One strong master secret for the demo network: HEALTHMESH_SECRET_KEY, else a key file in the work dir.
+    master = hub_keys(Settings(), workdir.resolve() / "keys" / "demo").master.decode()
+    config = DemoConfig(workdir.resolve(), patients, seed, master, federation)
     result = run_demo(config, lambda text: console.print(text, highlight=False))
     console.print(_summary(result))
     for hub in HUBS:
@@ -46,4 +48,4 @@ def demo(
     if serve:
         from healthmesh.demo.services import serve_hubs
 
-        serve_hubs(result, config.secret_key.decode(), console)
+        serve_hubs(result, config.master_secret, console)

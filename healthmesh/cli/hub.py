@@ -86,14 +86,59 @@ def token(
     subject: Annotated[
         str | None, typer.Option("--subject", help="who the token names; default the role")
     ] = None,
-    ttl: Annotated[int, typer.Option("--ttl", min=60, help="lifetime in seconds")] = 3600,
+    ttl: Annotated[int, typer.Option("--ttl", help="lifetime in seconds (60 s to 24 h)")] = 3600,
 ) -> None:
-    """Print a bearer token for ROLE, signed with the hub's secret (needs access to that secret)."""
+    """Print a bearer token for ROLE, signed with the hub's current token key (needs the hub's secret)."""
     from healthmesh.api import TokenIssuer, config_from_settings
+    from healthmesh.api.tokenstate import check_ttl, token_state_for
 
+    check_ttl(ttl)
     config = config_from_settings(hub, db)
-    issuer = TokenIssuer(config.secret, hub, config.clients, ttl)
+    issuer = TokenIssuer(config.keys, hub, config.clients, ttl, token_state_for(db))
     typer.echo(issuer.issue(subject or role, (role,)))
+
+
+@app.command("rotate-token-key")
+def rotate_token_key(hub: HubOption, db: DbOption) -> None:
+    """Start a new token-key generation: every token issued before stops working (no person is re-keyed)."""
+    from healthmesh.api import config_from_settings
+    from healthmesh.api.tokenstate import token_state_for
+
+    config_from_settings(hub, db)  # the hub's keys must be at hand, as for `hub token`
+    generation = token_state_for(db).rotate()
+    console.print(f"hub {hub}: token key generation {generation}; older tokens are refused", highlight=False)
+
+
+@app.command()
+def revoke(
+    hub: HubOption,
+    db: DbOption,
+    jti: Annotated[str | None, typer.Option("--jti", help="the id of the token to revoke")] = None,
+    kid: Annotated[
+        int | None, typer.Option("--kid", help="a key generation: revokes every token it signed")
+    ] = None,
+) -> None:
+    """Revoke one token (--jti) or every token of a key generation (--kid)."""
+    from healthmesh.api.tokenstate import token_state_for
+
+    if (jti is None) == (kid is None):
+        raise ConfigError("give exactly one of --jti ID or --kid GENERATION")
+    state = token_state_for(db)
+    if jti is not None:
+        if not 8 <= len(jti) <= 200:
+            raise ConfigError(f"--jti {jti[:40]!r} is not a token id (see the token's `jti` claim)")
+        state.revoke(jti)
+        console.print(f"hub {hub}: token {jti} revoked", highlight=False)
+        return
+    current = state.current().generation
+    if kid is not None and kid < current:
+        console.print(f"hub {hub}: generation {kid} is retired already (current: {current})", highlight=False)
+    elif kid == current:
+        console.print(
+            f"hub {hub}: token key generation {state.rotate()}; generation {kid} revoked", highlight=False
+        )
+    else:
+        raise ConfigError(f"--kid {kid}: no such generation (current: {current})")
 
 
 @app.command()

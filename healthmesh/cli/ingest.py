@@ -12,8 +12,7 @@ from rich.table import Table
 
 from healthmesh.cdm import create_hub
 from healthmesh.cdm.database import is_postgres_url
-from healthmesh.config import Settings, hub_secret_key
-from healthmesh.errors import ConfigError
+from healthmesh.config import Settings, hub_keys, key_file_for
 from healthmesh.ingest import IngestReport, ingest_paths, report_path_for
 
 console = Console()
@@ -23,21 +22,16 @@ EXIT_REJECTED = 1
 
 
 def hub_key(db: Path) -> bytes:
-    """The hub's secret key; says once when a new one is created beside the database."""
-    if is_postgres_url(db):  # no folder beside a server database to keep a key file in
-        secret = Settings().checked_secret()
-        if not secret:
-            raise ConfigError(
-                "a hub in PostgreSQL needs HEALTHMESH_SECRET_KEY (its pseudonymisation key); set it"
-            )
-        return secret.encode()
-    key, created = hub_secret_key(Settings().checked_secret(), db.resolve().parent)
-    if created:
+    """The hub's pseudonym key; says once when a new master secret is created beside the database."""
+    settings = Settings()
+    fresh = settings.secret_key is None and not is_postgres_url(db) and not key_file_for(db).exists()
+    keys = hub_keys(settings, db)
+    if fresh:
         err_console.print(
-            f"[yellow]HEALTHMESH_SECRET_KEY is not set: created a random hub key in {db.resolve().parent}"
-            " (keep it: pseudonyms and keys depend on it)[/yellow]"
+            f"[yellow]HEALTHMESH_SECRET_KEY is not set: created a random hub key in {key_file_for(db)}"
+            " (keep it: pseudonyms and tokens depend on it)[/yellow]"
         )
-    return key
+    return keys.pseudonym
 
 
 def summary_table(report: IngestReport) -> Table:

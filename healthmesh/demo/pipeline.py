@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from healthmesh.cdm import connect
-from healthmesh.errors import ModelError
+from healthmesh.errors import ConfigError, ModelError
+from healthmesh.hubkeys import HubKeys
 from healthmesh.ingest import IngestReport, build_synthetic_hub
 
 __all__ = ["HUBS", "DemoConfig", "DemoResult", "run_demo"]
@@ -28,9 +29,16 @@ class DemoConfig:
     workdir: Path
     patients: int = 1500
     seed: int = 1
-    secret_key: bytes = b""
+    # The network's master secret (strong; the CLI keeps it in the work dir); each hub derives its keys.
+    master_secret: str = ""
     federation: bool = True
     min_count: int = 5
+
+    @property
+    def keys(self) -> HubKeys:
+        if not self.master_secret:
+            raise ConfigError("the demo needs a master secret")
+        return HubKeys(self.master_secret.encode())
 
 
 @dataclass
@@ -79,7 +87,7 @@ def _integrate(config: DemoConfig, result: DemoResult, say: Say) -> None:
         say(f"generating and ingesting {config.patients:,} people for {hub}")
         result.db(hub).parent.mkdir(parents=True, exist_ok=True)
         result.ingest[hub] = build_synthetic_hub(
-            result.db(hub), hub, config.patients, config.seed + offset, config.secret_key
+            result.db(hub), hub, config.patients, config.seed + offset, config.keys.pseudonym
         )
 
 
@@ -133,11 +141,18 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
     )
 
 
+def _releases(config: DemoConfig) -> dict[str, Any]:
+    """Each demo hub's release path (``Release``; the demo's hubs share one master secret)."""
+    from healthmesh.privacy.release import Release
+
+    return {hub: Release(config.keys.release, config.min_count) for hub in HUBS}
+
+
 def _forecast(config: DemoConfig, result: DemoResult, say: Say) -> None:
     from healthmesh.forecast import forecast_hub_regions
 
     result.forecast = forecast_hub_regions(
-        {hub: result.db(hub) for hub in HUBS}, result.workdir / "forecasts"
+        {hub: result.db(hub) for hub in HUBS}, result.workdir / "forecasts", releases=_releases(config)
     )
     say(f"forecasts and Rt charts in {result.workdir / 'forecasts'}")
 

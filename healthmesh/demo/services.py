@@ -12,14 +12,17 @@ from rich.console import Console
 
 from healthmesh.api.auth import ROLES, TokenIssuer, default_clients
 from healthmesh.api.launch import start_hub_service
+from healthmesh.api.tokenstate import token_state_for
+from healthmesh.config import write_private
 from healthmesh.demo.pipeline import HUBS, DemoResult
 from healthmesh.demo.report import write_report
 from healthmesh.federation.network import free_port
+from healthmesh.hubkeys import HubKeys
 
 __all__ = ["serve_hubs"]
 
 
-def serve_hubs(result: DemoResult, secret: str, console: Console) -> None:
+def serve_hubs(result: DemoResult, master_secret: str, console: Console) -> None:
     """Start ``healthmesh hub serve`` for every hub, print how to reach them, and wait for Ctrl-C."""
     processes: list[subprocess.Popen[bytes]] = []
     services: list[dict[str, str]] = []
@@ -32,7 +35,7 @@ def serve_hubs(result: DemoResult, secret: str, console: Console) -> None:
                 result.db(hub),
                 port,
                 models={name: Path(folder) for name, folder in models.items()},
-                env={"HEALTHMESH_SECRET_KEY": secret},
+                env={"HEALTHMESH_SECRET_KEY": master_secret},
                 log_file=result.workdir / hub / "service.log",
             )
             processes.append(process)
@@ -40,13 +43,14 @@ def serve_hubs(result: DemoResult, secret: str, console: Console) -> None:
         write_report(result, services)
         tokens: dict[str, dict[str, str]] = {}
         for service in services:
-            issuer = TokenIssuer(secret, service["hub"], default_clients(secret, service["hub"]))
+            keys, hub = HubKeys(master_secret.encode()), service["hub"]
+            issuer = TokenIssuer(keys, hub, default_clients(keys, hub), state=token_state_for(result.db(hub)))
             tokens[service["hub"]] = {
                 role: issuer.issue(f"demo-{role}", [role], ttl_s=12 * 3600) for role in ROLES
             }
         token_file = result.workdir / "tokens.json"
-        token_file.write_text(json.dumps({"services": services, "tokens": tokens}, indent=2))
-        token_file.chmod(0o600)
+        token_file.unlink(missing_ok=True)
+        write_private(token_file, json.dumps({"services": services, "tokens": tokens}, indent=2))
         console.print("[bold]hub services[/bold] (OpenAPI at /docs; Ctrl-C stops them all)")
         for service in services:
             console.print(f"  {service['hub']:<9} {service['url']}", highlight=False)

@@ -12,10 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healthmesh.api import HubConfig, create_app, default_clients
+from healthmesh.hubkeys import HubKeys
 
 REPO = Path(__file__).resolve().parents[2]
 HUB = "gyeonggi"
-SECRET = "api-test-secret-0123456789abcdef-0123"
+SECRET = "b7e1c94a0f3d5a2e8c6b1f4d7a9e2c5b8f0a3d6e"
+KEYS = HubKeys(SECRET.encode())
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,7 @@ def patient_bundles(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
 
 def make_config(db_path: Path, model: Path | None) -> HubConfig:
     return HubConfig(
-        hub=HUB, db_path=db_path, secret=SECRET, clients=default_clients(SECRET, HUB),
+        hub=HUB, db_path=db_path, keys=KEYS, clients=default_clients(KEYS, HUB),
         models={"t2dm": model} if model else {}, scorer_pool=1,
     )  # fmt: skip
 

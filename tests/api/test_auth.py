@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -12,6 +13,7 @@ from pydantic import SecretStr
 from healthmesh.api import TokenIssuer, config_from_settings, default_clients
 from healthmesh.config import Settings
 from healthmesh.errors import ConfigError
+from healthmesh.hubkeys import HubKeys
 
 
 def test_token_endpoint_issues_role_tokens_and_refuses_wrong_secrets(client: TestClient) -> None:
@@ -36,12 +38,23 @@ def test_token_endpoint_issues_role_tokens_and_refuses_wrong_secrets(client: Tes
 
 def test_expired_and_foreign_tokens_are_refused(client: TestClient) -> None:
     config = client.app.state.hub.config  # type: ignore[attr-defined]
-    own = TokenIssuer(config.secret, config.hub, config.clients)
-    expired = own.issue("admin", ("admin",), ttl_s=-10)
-    other_hub = TokenIssuer(config.secret, "busan", config.clients).issue("admin", ("admin",))
-    other_secret = TokenIssuer("another-secret-0123456789abcdef", config.hub, config.clients).issue(
-        "admin", ("admin",)
+    own = client.app.state.hub.issuer  # type: ignore[attr-defined]
+    expired = jwt.encode(
+        {
+            "sub": "admin",
+            "roles": ["admin"],
+            "iss": f"healthmesh:{config.hub}",
+            "iat": 0,
+            "exp": 10,
+            "jti": "j",
+        },
+        own.signing_key(1),
+        algorithm="HS256",
+        headers={"kid": "1"},
     )
+    other_hub = TokenIssuer(config.keys, "busan", config.clients).issue("admin", ("admin",))
+    other_keys = HubKeys(b"5e0b8d3a6f1c9e4b7d2a5f8c0e3b6d9a1f4c7e2b")
+    other_secret = TokenIssuer(other_keys, config.hub, config.clients).issue("admin", ("admin",))
     for token in (expired, other_hub, other_secret):
         answer = client.get("/audit", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401
@@ -52,21 +65,22 @@ def test_expired_and_foreign_tokens_are_refused(client: TestClient) -> None:
     )
 
 
-def test_a_placeholder_secret_is_refused_outside_development(tmp_path: Path) -> None:
-    production = Settings(environment="production", secret_key=SecretStr("changeme"))
-    with pytest.raises(ConfigError, match="placeholder"):
-        config_from_settings("busan", tmp_path / "hub.duckdb", settings=production)
-    with pytest.raises(ConfigError, match="not set"):
-        config_from_settings("busan", tmp_path / "hub.duckdb", settings=Settings(environment="production"))
-    good = Settings(environment="production", secret_key=SecretStr("x" * 40))
+def test_a_weak_secret_is_refused_outside_development(tmp_path: Path) -> None:
+    for weak in ("changeme", "x", "busan2024", "x" * 40):
+        production = Settings(environment="production", secret_key=SecretStr(weak))
+        with pytest.raises(ConfigError, match="HEALTHMESH_SECRET_KEY"):
+            config_from_settings("busan", tmp_path / "hub.duckdb", settings=production)
+    assert Settings().environment == "production"
+    strong = "c2f7a9e4b1d8c5a3f0e7b2d9a6c1f4e8b3d0a5c7"
+    good = Settings(environment="production", secret_key=SecretStr(strong))
     config = config_from_settings("busan", tmp_path / "hub.duckdb", settings=good)
-    assert config.secret == "x" * 40
-    assert config.clients == default_clients("x" * 40, "busan")
+    assert config.keys == HubKeys(strong.encode())
+    assert config.clients == default_clients(HubKeys(strong.encode()), "busan")
 
 
 def test_clients_come_from_configuration(tmp_path: Path) -> None:
     settings = Settings(
-        secret_key=SecretStr("y" * 40),
+        secret_key=SecretStr("d4a8f2c6e0b5d9a3f7c1e6b0d4a8f3c7e1b5d9a2"),
         api_clients=SecretStr(
             '{"lab-7": {"secret": "0123456789abcdef0123", "roles": ["researcher", "peer-hub"]}}'
         ),
@@ -75,7 +89,7 @@ def test_clients_come_from_configuration(tmp_path: Path) -> None:
     assert list(config.clients) == ["lab-7"]
     assert config.clients["lab-7"].roles == ("researcher", "peer-hub")
     bad = Settings(
-        secret_key=SecretStr("y" * 40),
+        secret_key=SecretStr("d4a8f2c6e0b5d9a3f7c1e6b0d4a8f3c7e1b5d9a2"),
         api_clients=SecretStr('{"x": {"secret": "short", "roles": ["admin"]}}'),
     )
     with pytest.raises(ConfigError, match="at least 16 characters"):

@@ -35,7 +35,7 @@ def test_no_server_errors(fuzzed_app: FastAPI) -> None:
     """Every operation, a bounded number of generated requests each, with a token of every role."""
     config = fuzzed_app.state.hub.config
     # A valid token that carries every role, so each route is exercised past its guard.
-    token = TokenIssuer(config.secret, config.hub, config.clients).issue("fuzzer", ROLES)
+    token = TokenIssuer(config.keys, config.hub, config.clients).issue("fuzzer", ROLES)
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
     failures: list[str] = []
     operations = 0

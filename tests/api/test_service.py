@@ -25,7 +25,7 @@ def test_concurrent_reads_and_writes_on_one_connection_are_safe(
         persons_before = int(db.scalar("SELECT count(*) FROM person"))
     config: HubConfig = make_hub_config(hub_copy, api_model)
     app = create_app(config)
-    token = role_tokens("gyeonggi", hub_copy, settings=Settings(secret_key=SecretStr(config.secret)))
+    token = role_tokens("gyeonggi", hub_copy, settings=Settings(secret_key=SecretStr(config.keys.master.decode())))
 
     async def run() -> list[int]:
         transport = httpx.ASGITransport(app=app)
@@ -62,7 +62,7 @@ def test_hub_serve_runs_as_a_process_on_loopback(hub_copy: Path, api_model: Path
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    secret = "process-test-secret-0123456789abcdef"
+    secret = "4c9e2a7f1b8d3e6a0c5f9b2d7e1a4c8f3b6d0e9a"
     process, url = start_hub_service(
         "gyeonggi",
         hub_copy,
@@ -97,7 +97,7 @@ def test_scoring_worker_processes_answer_as_the_service_itself_does(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    secret = "process-test-secret-0123456789abcdef"
+    secret = "4c9e2a7f1b8d3e6a0c5f9b2d7e1a4c8f3b6d0e9a"
     process, url = start_hub_service(
         "gyeonggi", hub_copy, port, models={"t2dm": api_model}, env={"HEALTHMESH_SECRET_KEY": secret},
         scoring_processes=1, timeout_s=120,

@@ -14,7 +14,7 @@ import pytest
 @pytest.mark.slow
 def test_demo_no_serve_runs_every_step_and_writes_the_report(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    env = {**os.environ, "HEALTHMESH_SECRET_KEY": "demo-test-secret-0123456789abcdef"}
+    env = {**os.environ, "HEALTHMESH_SECRET_KEY": "a5c8e1f4b7d0a3c6e9f2b5d8a1c4e7f0b3d6e9a2"}
     result = subprocess.run(
         [
             sys.executable,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SECRET = "ingest-test-secret-0123456789abcdef"
+SECRET = "1d6f9b3e8a2c5f0d7b4e9a1c6f3b8d2e5a0c7f4b"
 
 
 def _run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

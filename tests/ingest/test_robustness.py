@@ -15,7 +15,7 @@ import pytest
 from healthmesh.cdm.schema import cdm_tables
 from healthmesh.ingest.synth import generate_population
 
-SECRET = "ingest-test-secret-0123456789abcdef"
+SECRET = "1d6f9b3e8a2c5f0d7b4e9a1c6f3b8d2e5a0c7f4b"
 
 
 def _fingerprint(db: Path) -> dict[str, tuple[int, str]]:

@@ -40,7 +40,7 @@ BUNDLE = {
 def test_bundle_catalog_and_audit_over_either_engine(
     backend_db: HubDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HEALTHMESH_SECRET_KEY", "api-backend-test-secret-0123456789")
+    monkeypatch.setenv("HEALTHMESH_SECRET_KEY", "e8a3c1f6b9d2e5a7c0f4b8d1e6a9c3f7b2d5e0a4")
     target = getattr(backend_db, "url", None) or backend_db.path
     backend_db.close()
     config = config_from_settings("busan", Path(str(target)))

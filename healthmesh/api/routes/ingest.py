@@ -77,7 +77,7 @@ def post_bundle(
     state = get_state(request)
     text = json.dumps(bundle)
     with state.ingest_database() as db:
-        report = ingest_bundle(db, text, state.config.hub, state.config.secret.encode())
+        report = ingest_bundle(db, text, state.config.hub, state.keys.pseudonym)
     if report.committed and report.loaded:
         state.data_changed()
     set_rows(request, report.loaded if report.committed else 0)
