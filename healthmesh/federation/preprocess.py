@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from healthmesh.errors import FederationError
+from healthmesh.privacy.release import Release
 
 __all__ = [
     "QUANTILE_LEVELS",
@@ -40,42 +41,81 @@ QUANTILE_MIN_ROWS = 20
 DISCRETE_MAX_VALUES = 10
 
 
-def summarise_columns(X: pd.DataFrame, min_cell: int = 5) -> dict[str, Any]:
-    """The aggregates one hub sends about its training rows (JSON-able, no row-level values)."""
+def summarise_columns(
+    X: pd.DataFrame,
+    min_cell: int = 5,
+    release: Release | None = None,
+    row_ids: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The aggregates one hub sends about its training rows (JSON-able, no row-level values).
+
+    With ``release`` every count (rows, present, missing, each value's count, the number of
+    suppressed values) goes through the hub's release path, keyed by the set of rows it counts
+    (``row_ids``: the rows' record ids); a withheld count travels as ``None``, and so do the sums
+    and quantiles of a column whose present count is withheld (they would describe a few persons).
+    """
+    ids = np.arange(len(X), dtype=np.int64) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
+
+    def released(mask: np.ndarray | None = None) -> int | None:
+        n = int(len(ids) if mask is None else np.count_nonzero(mask))
+        if release is None:
+            return n
+        return release.count(n, release.person_key(ids if mask is None else ids[mask]))
+
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
     for column in X.columns:
         series = X[column]
+        is_missing = series.isna().to_numpy()
         present = series.dropna()
         if pd.api.types.is_numeric_dtype(series):
             values = present.to_numpy(dtype=np.float64)
             distinct = np.unique(values)
+            present_count = released(~is_missing)
+            shown = present_count is not None and present_count > 0
             summary: dict[str, Any] = {
-                "present": int(values.size),
-                "missing": int(series.isna().sum()),
-                "sum": float(values.sum()),
-                "sumsq": float(np.square(values).sum()),
+                "present": present_count,
+                "missing": released(is_missing),
+                "sum": float(values.sum()) if shown else None,
+                "sumsq": float(np.square(values).sum()) if shown else None,
                 "quantiles": [],
                 "value_counts": {},
             }
-            if distinct.size <= DISCRETE_MAX_VALUES:
+            if not shown:
+                pass
+            elif distinct.size <= DISCRETE_MAX_VALUES:
                 # A coded column (sex, chest-pain type): a frequency table, small cells left out.
-                levels, level_counts = np.unique(values, return_counts=True)
-                summary["value_counts"] = {
-                    repr(float(v)): int(c) for v, c in zip(levels, level_counts, strict=True) if c >= min_cell
-                }
+                full = series.to_numpy(dtype=np.float64)
+                for level in distinct:
+                    mask = full == level
+                    if np.count_nonzero(mask) < min_cell:
+                        continue
+                    count = released(mask)
+                    if count is not None:
+                        summary["value_counts"][repr(float(level))] = int(count)
             elif values.size >= QUANTILE_MIN_ROWS:
                 summary["quantiles"] = np.quantile(values, QUANTILE_LEVELS).tolist()
             numeric[str(column)] = summary
         else:
+            text = series.astype(str).to_numpy()
             counts = present.astype(str).value_counts()
-            kept = {str(k): int(v) for k, v in counts.items() if v >= min_cell}
+            kept: dict[str, int] = {}
+            hidden = ~is_missing
+            for value, count in counts.items():
+                if count < min_cell:
+                    continue
+                mask = (text == str(value)) & ~is_missing
+                shown_count = released(mask)
+                if shown_count is not None:
+                    kept[str(value)] = int(shown_count)
+                    hidden &= ~mask
             categorical[str(column)] = {
-                "missing": int(series.isna().sum()),
+                "missing": released(is_missing),
                 "counts": kept,
-                "suppressed": int(counts.sum() - sum(kept.values())),
+                # A count of suppressed values is itself a count: it passes the release path too.
+                "suppressed": released(hidden),
             }
-    return {"rows": int(len(X)), "numeric": numeric, "categorical": categorical}
+    return {"rows": released(), "numeric": numeric, "categorical": categorical}
 
 
 @dataclass
@@ -150,12 +190,12 @@ def _pooled_median(parts: Sequence[Mapping[str, Any]]) -> float:
     points += [float(v) for p in parts for v in p.get("quantiles", [])]
     if not points:
         # No hub released a distribution: fall back to the pooled mean.
-        present = sum(p["present"] for p in parts)
-        return float(sum(p["sum"] for p in parts) / present) if present else 0.0
+        present = sum(p["present"] or 0 for p in parts)
+        return float(sum(p["sum"] or 0.0 for p in parts) / present) if present else 0.0
     grid = np.unique(points)
-    weighted = [(p["present"], cdf) for p in parts if (cdf := _site_cdf(p, grid)) is not None]
+    weighted = [(p["present"] or 0, site) for p in parts if (site := _site_cdf(p, grid)) is not None]
     total = sum(n for n, _ in weighted)
-    cdf = sum(n * c for n, c in weighted) / total
+    cdf = np.asarray(sum(n * c for n, c in weighted) / total, dtype=np.float64)
     if all(p.get("value_counts") for p in parts if p["present"]):
         # Coded values: the median is one of them (the smallest whose cumulative share reaches half).
         return float(grid[np.searchsorted(cdf, 0.5 - 1e-12)])
@@ -179,9 +219,9 @@ def agree_preprocessor(summaries: Sequence[Mapping[str, Any]]) -> AgreedPreproce
             "clean them to one type at every hub before training"
         )
     spec = AgreedPreprocessor(numeric=numeric_names, categorical=categorical_names)
-    rows = sum(int(s["rows"]) for s in summaries)
+    rows = sum(int(s["rows"] or 0) for s in summaries)
     for column in numeric_names:
-        parts = [s["numeric"][column] for s in summaries if column in s["numeric"]]
+        parts = [_with_zeros(s["numeric"][column]) for s in summaries if column in s["numeric"]]
         fill = _pooled_median(parts)
         total = sum(p["sum"] for p in parts)
         total_sq = sum(p["sumsq"] for p in parts)
@@ -203,6 +243,11 @@ def agree_preprocessor(summaries: Sequence[Mapping[str, Any]]) -> AgreedPreproce
         spec.categorical_fill.append(fill_value)
         spec.categories.append(categories)
     return spec
+
+
+def _with_zeros(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A column summary with withheld (None) counts and sums read as 0."""
+    return {**part, **{k: part.get(k) or 0 for k in ("present", "missing", "sum", "sumsq")}}
 
 
 def _first_seen(summaries: Sequence[Mapping[str, Any]], kind: str) -> Any:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,9 @@ class SiteData:
     y_train: np.ndarray
     X_test: pd.DataFrame
     y_test: np.ndarray
+    # Positions of the rows in the site's full row list: the record ids of the release path's cell keys.
+    train_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    test_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def row_counts(self) -> tuple[int, int, int]:
@@ -62,6 +64,8 @@ def split_rows(
         y_train=y[train_idx],
         X_test=X.iloc[test_idx].reset_index(drop=True),
         y_test=y[test_idx],
+        train_ids=train_idx.astype(np.int64),
+        test_ids=test_idx.astype(np.int64),
     )
 
 
@@ -116,20 +120,52 @@ def _cache_file(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> Path 
         },
         sort_keys=True,
     )
-    return Path(str(cache_dir)) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pkl"
+    return Path(str(cache_dir)) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.parquet"
+
+
+_PART, _LABEL = "__healthmesh_part", "__healthmesh_label"
+
+
+def _write_cache(path: Path, X: pd.DataFrame, y: np.ndarray, data: SiteData) -> None:
+    """All rows with their label and split part, as Parquet (plain data: no code runs on reading it)."""
+    frame = X.copy()
+    frame[_LABEL] = np.asarray(y).astype(np.int8)
+    part = np.zeros(len(frame), dtype=np.int8)
+    part[data.test_ids] = 1
+    frame[_PART] = part
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    # Created private: the rows never leave the hub, not even to another local user.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    partial.replace(path)  # atomic: a parallel reader sees all of it or nothing
+
+
+def _read_cache(path: Path) -> SiteData:
+    frame = pd.read_parquet(path)
+    part = frame.pop(_PART).to_numpy()
+    y = frame.pop(_LABEL).to_numpy().astype(np.int8)
+    train_idx, test_idx = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
+    return SiteData(
+        X_train=frame.iloc[train_idx].reset_index(drop=True),
+        y_train=y[train_idx],
+        X_test=frame.iloc[test_idx].reset_index(drop=True),
+        y_test=y[test_idx],
+        train_ids=train_idx.astype(np.int64),
+        test_ids=test_idx.astype(np.int64),
+    )
 
 
 def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> SiteData:
     """This node's rows for ``job``, split into training and held-out parts.
 
-    Every Flower message runs in a fresh process; with node config ``cache-dir`` the rows read by the
-    first message of a job are kept there (at the hub) so later rounds skip reading and feature SQL.
+    With node config ``cache-dir`` the rows read by the first message of a job are kept there (at
+    the hub, as Parquet) so later rounds skip reading and feature SQL.
     """
     cache = _cache_file(node_config, job)
     if cache is not None and cache.is_file():
-        with cache.open("rb") as handle:
-            cached: SiteData = pickle.load(handle)  # written by this hub's own process below
-        return cached
+        return _read_cache(cache)
     X, y = load_site_rows(node_config, job)
     data = split_rows(
         X,
@@ -138,10 +174,5 @@ def load_site_data(node_config: Mapping[str, Any], job: Mapping[str, Any]) -> Si
         seed=int(job.get("seed", DEFAULT_SEED)),
     )
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as handle:
-            pickle.dump(data, handle)
-        partial.chmod(0o600)
-        partial.replace(cache)  # atomic: a parallel reader sees all of it or nothing
+        _write_cache(cache, X, y, data)
     return data
