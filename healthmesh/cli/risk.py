@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,17 @@ console = Console()
 
 def _models(value: str | None) -> list[str] | None:
     return [m.strip() for m in value.split(",") if m.strip()] if value else None
+
+
+def _hub_release(db: Path) -> Any:
+    """The release path (``Release``) of the hub whose CDM is ``db``: the key and threshold of its service."""
+    from healthmesh.config import Settings, hub_keys
+    from healthmesh.privacy.release import Release
+
+    if not db.is_file():
+        raise ModelError(f"hub database {db} not found")
+    settings = Settings()
+    return Release(hub_keys(settings, db).release, settings.min_cell_count)
 
 
 def _show(title: str, metrics: dict, out: Path) -> None:
@@ -51,11 +63,14 @@ def train(
         None, "--registry", help="Registry file; default: OUT/../registry.json."
     ),
 ) -> None:
-    """Train a prediction task on one hub's CDM."""
+    """Train a prediction task on one hub's CDM; its card and metrics are released documents."""
     from healthmesh.risk import train_task
 
+    release = _hub_release(db)
     with connect(db, read_only=True) as hub_db:
-        metrics = train_task(hub_db, task, out, hub=hub, seed=seed, models=_models(models), registry=registry)
+        metrics = train_task(
+            hub_db, task, out, release=release, hub=hub, seed=seed, models=_models(models), registry=registry
+        )
     _show(f"{task} trained at {metrics.get('hub')}", metrics, out)
 
 
@@ -83,8 +98,9 @@ def validate(
         metrics = validate_table(model, data, target, out, positive=positive, registry=registry)
     else:
         assert db is not None
+        release = _hub_release(db)
         with connect(db, read_only=True) as hub_db:
-            metrics = validate_cdm(model, hub_db, out, hub=hub, registry=registry)
+            metrics = validate_cdm(model, hub_db, out, release=release, hub=hub, registry=registry)
     _show(f"validation of {model}", metrics, out)
 
 

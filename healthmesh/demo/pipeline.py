@@ -118,7 +118,9 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
     model_dir = result.workdir / "models" / f"{RISK_TASK}-{TRAINING_HUB}"
     try:
         with connect(result.db(TRAINING_HUB), read_only=True) as db:
-            trained = train_task(db, RISK_TASK, model_dir, hub=TRAINING_HUB, seed=config.seed)
+            trained = train_task(
+                db, RISK_TASK, model_dir, release=_releases(config)[TRAINING_HUB], hub=TRAINING_HUB, seed=config.seed
+            )
     except ModelError as error:  # too few outcomes in a small population: say so and go on
         say(f"[yellow]risk model skipped: {error}[/yellow]")
         return
@@ -134,7 +136,7 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
             continue
         with connect(result.db(hub), read_only=True) as db:
             out = result.workdir / "validation" / f"{RISK_TASK}-{hub}"
-            result.risk["validation"][hub] = validate_cdm(model_dir, db, out, hub=hub)
+            result.risk["validation"][hub] = validate_cdm(model_dir, db, out, release=_releases(config)[hub], hub=hub)
     say(
         f"{RISK_TASK}: AUROC {trained.get('auroc', float('nan')):.3f} at {TRAINING_HUB}; "
         + ", ".join(f"{h} {m.get('auroc', float('nan')):.3f}" for h, m in result.risk["validation"].items())

@@ -15,12 +15,17 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
+from healthmesh.privacy.release import Release
+
 __all__ = [
+    "METRIC_DECIMALS",
     "METRIC_KEYS",
     "auroc_delong",
     "calibration_fit",
     "evaluate",
     "evaluate_groups",
+    "release_groups",
+    "release_metrics",
     "smoothed_calibration",
 ]
 
@@ -206,5 +211,81 @@ def evaluate_groups(
                 per_level[level] = {"n": n, "n_outcomes": k, "note": f"fewer than {min_outcomes} per class"}
             else:
                 per_level[level] = evaluate(y[mask], p[mask])
+        result[name] = per_level
+    return result
+
+
+# -- the release path ------------------------------------------------------------------------------
+
+#: Released metrics are rounded: a float with all its digits is an exact fraction whose denominator
+#: is a count (an AUROC is U / (positives x negatives), an outcome rate k / n), which continued
+#: fractions recover; three decimals leave nothing to reconstruct.
+METRIC_DECIMALS = 3
+
+
+def _rounded(value: Any) -> float | None:
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return round(float(value), METRIC_DECIMALS)
+
+
+def release_metrics(
+    metrics: dict[str, Any], release: Release, n_key: int, outcome_key: int
+) -> dict[str, Any]:
+    """The metric set of ``evaluate`` as it may leave the hub.
+
+    ``n`` and ``n_outcomes`` go through ``release`` (cell keys: the person sets behind them); the
+    figures that are functions of those counts (outcome rate, calibration-in-the-large, E/O, scaled
+    Brier) are recomputed from the released counts, so that multiplying one by another figure gives
+    no exact count back; every other metric is rounded (``METRIC_DECIMALS``). With fewer than
+    ``min_count`` persons with, or without, the outcome every metric is withheld (``None``).
+    """
+    n_exact, k_exact = int(metrics["n"]), int(metrics["n_outcomes"])
+    n = release.count(n_exact, n_key)
+    k = release.count(k_exact, outcome_key)
+    out: dict[str, Any] = {"n": n, "n_outcomes": k}
+    if min(k_exact, n_exact - k_exact) < release.min_count or not n or not k:
+        out.update({key: None for key in METRIC_KEYS if key not in out})
+        out["withheld"] = f"fewer than {release.min_count} persons with or without the outcome"
+        return out
+    rate = k / n
+    mean_risk = float(metrics["mean_predicted_risk"])
+    derived = {
+        "outcome_rate": rate,
+        "calibration_in_the_large": mean_risk - rate,
+        "eo_ratio": mean_risk * n / k,
+        "scaled_brier": 1 - float(metrics["brier"]) / (rate * (1 - rate)) if 0 < rate < 1 else math.nan,
+    }
+    for key in METRIC_KEYS:
+        if key not in out:
+            out[key] = _rounded(derived.get(key, metrics.get(key)))
+    return out
+
+
+def release_groups(
+    y: np.ndarray, p: np.ndarray, groups: dict[str, np.ndarray], persons: np.ndarray, release: Release
+) -> dict[str, dict[str, Any]]:
+    """``evaluate_groups`` through the release path: each level's counts keyed by its persons.
+
+    A level with fewer than ``min_count`` persons with or without the outcome is withheld: its
+    counts are released (so, below the threshold, withheld too) and no metric is computed.
+    """
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    persons = np.asarray(persons)
+    result: dict[str, dict[str, Any]] = {}
+    for name, labels in groups.items():
+        labels = np.asarray(labels).astype(str)
+        per_level: dict[str, Any] = {}
+        for level in sorted(set(labels.tolist())):
+            mask = labels == level
+            n, k = int(mask.sum()), int(y[mask].sum())
+            exact: dict[str, Any] = {"n": n, "n_outcomes": k}
+            if min(k, n - k) >= release.min_count:
+                exact = dict(evaluate(y[mask], p[mask]))
+            n_key = release.person_key(persons[mask])
+            per_level[level] = release_metrics(
+                exact, release, n_key, release.person_key(persons[mask & (y == 1)])
+            )
         result[name] = per_level
     return result

@@ -11,7 +11,7 @@ from healthmesh.cdm import HubDatabase
 from healthmesh.cohorts import build_cohort
 from healthmesh.risk.tasks import Task
 
-__all__ = ["age_band", "hub_name", "task_population"]
+__all__ = ["age_band", "hub_name", "population_conditions", "task_population"]
 
 
 def hub_name(db: HubDatabase, given: str | None = None) -> str:
@@ -35,6 +35,21 @@ def age_band(age: np.ndarray) -> np.ndarray:
     return np.array([f"{a}-{a + 9}" if a < 80 else "80+" for a in low])
 
 
+def population_conditions(task: Task) -> list[tuple[str, str]]:
+    """The task's own attrition steps after its target cohort: (label, SQL condition on hm_population)."""
+    conditions = []
+    if task.remove_prior_outcomes:
+        conditions.append(("no outcome before the time at risk", "NOT prior_outcome"))
+    if task.min_time_at_risk_days > 0:
+        conditions.append(
+            (
+                f"outcome in time at risk or at least {task.min_time_at_risk_days} days observed after index",
+                f"(label OR observation_end >= index_date + {int(task.min_time_at_risk_days)})",
+            )
+        )
+    return conditions
+
+
 def task_population(db: HubDatabase, task: Task) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rows ``row_id, person_id, index_date, label, gender_concept_id, age`` and the attrition that led to them."""
     target = build_cohort(db, task.target(), prefix="hm_target")
@@ -50,18 +65,8 @@ def task_population(db: HubDatabase, task: Task) -> tuple[pd.DataFrame, list[dic
         f"FROM {target.table} t"
     )
     attrition = [dict(step) | {"cohort": "target"} for step in target.attrition]
-    conditions = []
-    if task.remove_prior_outcomes:
-        conditions.append(("no outcome before the time at risk", "NOT prior_outcome"))
-    if task.min_time_at_risk_days > 0:
-        conditions.append(
-            (
-                f"outcome in time at risk or at least {task.min_time_at_risk_days} days observed after index",
-                f"(label OR observation_end >= index_date + {int(task.min_time_at_risk_days)})",
-            )
-        )
     where = "TRUE"
-    for label, condition in conditions:
+    for label, condition in population_conditions(task):
         where = f"{where} AND {condition}"
         n, persons, outcomes = db.con.execute(
             f"SELECT count(*), count(DISTINCT person_id), count(*) FILTER (WHERE label) FROM hm_population WHERE {where}"

@@ -3,6 +3,10 @@
 Training follows PatientLevelPrediction's design: the population is split by person into a training
 part and a held-out test part (stratified, seeded); the model and its hyper-parameters are chosen by
 cross-validation on the training part only; the test part gives the metrics.
+
+The card and ``metrics.json`` leave the hub with the model, so they are written through the hub's
+release path (``release``): every count keyed by the persons behind it (attrition steps included),
+subgroups of few persons withheld, metrics rounded (see ``report``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from sklearn.model_selection import train_test_split
 
 from healthmesh.cdm import HubDatabase
 from healthmesh.errors import ModelError
+from healthmesh.privacy.release import Release
 from healthmesh.risk.features import build_features, load_rows
 from healthmesh.risk.learners import check_outcomes, choose_model
+from healthmesh.risk.metrics import METRIC_DECIMALS
 from healthmesh.risk.modelfile import SafeModel, export_pipeline, save_model
-from healthmesh.risk.population import age_band, hub_name, task_population
+from healthmesh.risk.population import age_band, hub_name, population_conditions, task_population
 from healthmesh.risk.registry import default_registry, load_registered, register
 from healthmesh.risk.report import new_model_id, now_iso, top_features, write_report
 from healthmesh.risk.tasks import Task, load_task
@@ -96,11 +102,64 @@ def _describe(name: str, concepts: dict[str, str]) -> str:
     return name
 
 
+def _person_ids(db: HubDatabase, sql: str) -> np.ndarray:
+    return np.asarray([row[0] for row in db.rows(sql)], dtype=np.int64)
+
+
+def _released_attrition(
+    db: HubDatabase, task: Task, data: TaskData, release: Release
+) -> list[dict[str, Any]]:
+    """The attrition with each step's counts released, keyed by that step's persons.
+
+    The target cohort's step tables and ``hm_population`` are still in this connection; a step whose
+    persons cannot be found again has its counts withheld rather than released under a guessed key.
+    """
+    from healthmesh.cohorts.compiler import compile_cohort
+
+    tables = [
+        t
+        for label, t, _ in compile_cohort(task.target(), "hm_target")
+        if label not in ("concept sets", "cohort")
+    ]
+    persons_sql = [f"SELECT DISTINCT person_id FROM {t}" for t in tables]
+    outcome_sql: list[str | None] = [None] * len(tables)
+    where = "TRUE"
+    for _, condition in population_conditions(task):
+        where = f"{where} AND {condition}"
+        persons_sql.append(f"SELECT DISTINCT person_id FROM hm_population WHERE {where}")
+        outcome_sql.append(f"SELECT DISTINCT person_id FROM hm_population WHERE {where} AND label")
+    aligned = len(persons_sql) == len(data.attrition)
+    released = []
+    for i, step in enumerate(data.attrition):
+        keys = {}
+        if aligned:
+            keys["persons"] = keys["events"] = release.person_key(_person_ids(db, persons_sql[i]))
+            if outcome_sql[i]:
+                keys["outcomes"] = release.person_key(_person_ids(db, str(outcome_sql[i])))
+        released.append(
+            {
+                k: (release.count(int(v), keys[k]) if k in keys else None)
+                if k in ("persons", "events", "outcomes")
+                else v
+                for k, v in step.items()
+            }
+        )
+    return released
+
+
 def _card(
-    task: Task, data: TaskData, model: SafeModel, label: str, db: HubDatabase, extra: dict[str, Any]
+    task: Task,
+    data: TaskData,
+    model: SafeModel,
+    label: str,
+    db: HubDatabase,
+    extra: dict[str, Any],
+    release: Release,
 ) -> dict[str, Any]:
     concepts = _concept_names(db, [f["name"] for f in top_features(model)])
     top = [{"name": _describe(f["name"], concepts), "weight": f["weight"]} for f in top_features(model)]
+    persons = data.rows["person_id"].to_numpy()
+    everyone = release.person_key(persons)
     return {
         "title": f"{task.name} at {data.hub}",
         "model_id": model.meta["model_id"],
@@ -116,11 +175,11 @@ def _card(
         },
         "data": {
             "hub": data.hub,
-            "persons": int(data.rows["person_id"].nunique()),
-            "rows": len(data.rows),
-            "outcomes": int(data.y.sum()),
+            "persons": release.count(int(data.rows["person_id"].nunique()), everyone),
+            "rows": release.count(len(data.rows), everyone),
+            "outcomes": release.count(int(data.y.sum()), release.person_key(persons[data.y == 1])),
             **_period(data.rows),
-            "attrition": data.attrition,
+            "attrition": _released_attrition(db, task, data, release),
         },
         "features": {
             "count": len(model.feature_names),
@@ -130,7 +189,9 @@ def _card(
         "limits": [
             f"Trained on one hub ({data.hub}); validate at a hub before using it there.",
             "Covariates absent from a hub's records count as absent, not missing at random.",
-            "Subgroup metrics with fewer than 5 outcomes are not reported.",
+            f"Subgroup metrics over fewer than {release.min_count} persons with or without the outcome are "
+            "withheld; counts are released through the hub's release path (small ones withheld, the rest "
+            f"perturbed by up to {release.max_noise}); metrics are rounded to {METRIC_DECIMALS} decimals.",
         ],
         **extra,
     }
@@ -141,13 +202,17 @@ def train_task(
     task: str | Path | Task,
     out: Path,
     *,
+    release: Release,
     hub: str | None = None,
     seed: int = 0,
     models: list[str] | tuple[str, ...] | None = None,
     registry: Path | None = None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Train ``task`` on the hub ``db``; write the model, its card and ``metrics.json`` into ``out``."""
+    """Train ``task`` on the hub ``db``; write the model, its card and ``metrics.json`` into ``out``.
+
+    ``release`` is the hub's release path: the card and metrics are the released documents.
+    """
     task = task if isinstance(task, Task) else load_task(task)
     data = task_data(db, task, hub=hub)
     y = data.y
@@ -185,8 +250,8 @@ def train_task(
         "model_id": model_id,
         "task": task.name,
         "hub": data.hub,
-        "inner_cv_auroc": inner_auroc,
-        "n_train": int(is_train.sum()),
+        "inner_cv_auroc": round(float(inner_auroc), METRIC_DECIMALS),
+        "n_train": release.count(int(is_train.sum()), release.person_key(persons[is_train])),
         "evaluation": f"held-out {task.test_fraction:.0%} of persons",
     }
     card = _card(
@@ -201,9 +266,18 @@ def train_task(
                 f"there, seed {seed}), {task.test_fraction:.0%} held out for these metrics"
             )
         },
+        release,
     )
     metrics = write_report(
-        out, y[~is_train], p_test, extra=extra, card=card, groups=test_groups, title=str(card["title"])
+        out,
+        y[~is_train],
+        p_test,
+        extra=extra,
+        card=card,
+        groups=test_groups,
+        title=str(card["title"]),
+        release=release,
+        persons=persons[~is_train],
     )
     register(
         Path(registry) if registry else default_registry(out),
@@ -235,10 +309,14 @@ def validate_cdm(
     db: HubDatabase,
     out: Path,
     *,
+    release: Release,
     hub: str | None = None,
     registry: Path | None = None,
 ) -> dict[str, Any]:
-    """Apply a frozen CDM model to another hub's CDM (same task, same covariates); write the same report."""
+    """Apply a frozen CDM model to another hub's CDM (same task, same covariates); write the same report.
+
+    ``release`` is the validating hub's release path: the validation report is the released document.
+    """
     model = load_registered(Path(model_dir), registry)
     if model.input_kind != "sparse":
         raise ModelError(
@@ -265,6 +343,7 @@ def validate_cdm(
             "title": f"{task.name}: model from {model.meta.get('hub')} validated at {data.hub}",
             "evaluation_design": "external validation: frozen model, covariates rebuilt here with the same SQL",
         },
+        release,
     )
     return write_report(
         out,
@@ -275,4 +354,6 @@ def validate_cdm(
         groups=data.groups(),
         title=str(card["title"]),
         card_stem="validation_card",
+        release=release,
+        persons=data.rows["person_id"].to_numpy(),
     )

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from healthmesh.cdm import HubDatabase, create_hub
+from healthmesh.hubkeys import HubKeys
+from healthmesh.privacy.release import Release
 from healthmesh.risk.toycdm import populate_toy_cdm
 
 
@@ -32,3 +34,8 @@ def toy_hubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "gyeonggi": _hub(folder, "gyeonggi", 2000, seed=11),
         "busan": _hub(folder, "busan", 1500, seed=12),
     }
+
+
+def hub_release(master: bytes = b"a test hub master secret of 32+ bytes", min_count: int = 5) -> Release:
+    """A hub's release path, as the service builds it from its master secret."""
+    return Release(HubKeys(master).release, min_count)

@@ -16,6 +16,8 @@ from healthmesh.risk import builtin_tasks, load_task, score_batch, train_task, v
 from healthmesh.risk.registry import list_entries
 from healthmesh.risk.toycdm import populate_toy_cdm
 
+from .conftest import hub_release
+
 KEYS = {
     "auroc",
     "auroc_ci_low",
@@ -46,7 +48,7 @@ def trained(
     out: dict[str, tuple[Path, dict]] = {}
     with connect(toy_hubs["gyeonggi"], read_only=True) as db:
         for name in builtin_tasks():
-            out[name] = (folder / name, train_task(db, name, folder / name, seed=3))
+            out[name] = (folder / name, train_task(db, name, folder / name, release=hub_release(), seed=3))
     return out
 
 
@@ -67,7 +69,8 @@ def test_task_trains_with_real_signal(trained: dict[str, tuple[Path, dict]], tas
     assert written["subgroups"]["hub"]["gyeonggi"]["n"] == written["n"]
     card = json.loads((folder / "card.json").read_text())
     assert card["task"]["name"] == task and card["hub"] == "gyeonggi"
-    assert card["data"]["attrition"][0]["persons"] == 2000
+    # Released: within the noise of the true 2,000 (the same cell always gets the same noise).
+    assert abs(card["data"]["attrition"][0]["persons"] - 2000) <= hub_release().max_noise
     for name in ("card.md", "roc.png", "calibration.png", "model.json"):
         assert (folder / name).is_file()
 
@@ -78,7 +81,9 @@ def test_frozen_model_validates_at_another_hub(
 ) -> None:
     folder, _ = trained[task]
     with connect(toy_hubs["busan"], read_only=True) as db:
-        metrics = validate_cdm(folder, db, tmp_path / "val")
+        metrics = validate_cdm(
+            folder, db, tmp_path / "val", release=hub_release(b"busan master secret, 32 bytes or more")
+        )
     assert metrics["hub"] == "busan" and metrics["trained_at"] == "gyeonggi"
     assert metrics["auroc"] > 0.6
     assert KEYS <= set(json.loads((tmp_path / "val" / "metrics.json").read_text()))
@@ -94,8 +99,8 @@ def test_registry_records_each_model(trained: dict[str, tuple[Path, dict]]) -> N
 
 def test_training_is_reproducible_with_a_seed(toy_hubs: dict[str, Path], tmp_path: Path) -> None:
     with connect(toy_hubs["busan"], read_only=True) as db:
-        first = train_task(db, "t2dm-3y", tmp_path / "a", seed=5, models=["lightgbm"])
-        second = train_task(db, "t2dm-3y", tmp_path / "b", seed=5, models=["lightgbm"])
+        first = train_task(db, "t2dm-3y", tmp_path / "a", release=hub_release(), seed=5, models=["lightgbm"])
+        second = train_task(db, "t2dm-3y", tmp_path / "b", release=hub_release(), seed=5, models=["lightgbm"])
     assert first["model"] == second["model"]
     np.testing.assert_allclose(first["auroc"], second["auroc"])
     np.testing.assert_allclose(first["brier"], second["brier"])
@@ -105,7 +110,7 @@ def test_too_few_outcomes_is_a_clear_error(tmp_path: Path) -> None:
     db = create_hub(str(tmp_path / "small.duckdb"))
     populate_toy_cdm(db, 60, seed=1)
     with pytest.raises(ModelError, match="outcomes and .* non-outcomes; at least 10"):
-        train_task(db, "mi-stroke-5y", tmp_path / "m")
+        train_task(db, "mi-stroke-5y", tmp_path / "m", release=hub_release())
     db.close()
 
 

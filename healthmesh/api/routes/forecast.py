@@ -1,7 +1,10 @@
 """Regional influenza-like-illness forecasts (FluSight quantiles) and Rt from the hub's CDM.
 
 Only weekly counts per region are read (aggregates); the answers are model outputs: quantiles of
-next weeks' counts and the reproduction number with its credible interval.
+next weeks' counts and the reproduction number with its credible interval. Both are computed from
+the series as released through the hub's release path (``healthmesh.forecast.protect``), never from
+exact counts: a baseline median or an Rt interval inverts to a released count at most, and Rt windows
+of fewer than the minimum cell count of cases are withheld.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import HubState, get_state, set_rows
 from healthmesh.api.json_route import JsonRoute
-from healthmesh.forecast import DEFAULT_MODEL, FLUSIGHT_QUANTILES, Forecaster, read_hub_ili, rt_by_region
+from healthmesh.forecast import DEFAULT_MODEL, FLUSIGHT_QUANTILES, Forecaster, read_hub_ili
+from healthmesh.forecast.protect import ProtectedSeries, release_series
 from healthmesh.forecast.rt import INFLUENZA_SERIAL_INTERVAL
 
 __all__ = ["router"]
@@ -29,10 +33,10 @@ ForecastModel = Literal[
 ]
 
 
-def _series(state: HubState) -> pd.DataFrame:
-    def compute() -> pd.DataFrame:
+def _series(state: HubState) -> ProtectedSeries:
+    def compute() -> ProtectedSeries:
         with state.cursor() as db:
-            return read_hub_ili(db)
+            return release_series(read_hub_ili(db), state.release)
 
     return state.cached("ili-series", compute)
 
@@ -50,12 +54,12 @@ def forecasts(
 
     def compute() -> pd.DataFrame:
         # One fit per model, predicting the longest horizon; shorter horizons are its first weeks.
-        predicted = Forecaster([model]).fit(series).predict(MAX_HORIZON, FLUSIGHT_QUANTILES)
+        predicted = Forecaster([model]).fit(series.series).predict(MAX_HORIZON, FLUSIGHT_QUANTILES)
         return predicted[predicted["model"] == model]
 
     table = state.cached(f"forecast:{model}", compute)
     table = table[table["step"] <= horizon]
-    set_rows(request, len(series))
+    set_rows(request, len(series.released))
     regions: dict[str, list[dict[str, Any]]] = {}
     for uid, group in table.sort_values(["unique_id", "ds"]).groupby("unique_id", sort=True):
         weeks = [f"{pd.Timestamp(d):%Y-%m-%d}" for d in group["ds"]]
@@ -76,8 +80,8 @@ def reproduction_number(
     """The time-varying reproduction number Rt per region (Cori et al.), with its 95% credible interval."""
     state = get_state(request)
     series = _series(state)
-    rt = state.cached("rt", lambda: rt_by_region(series, *INFLUENZA_SERIAL_INTERVAL))
-    set_rows(request, len(series))
+    rt = state.cached("rt", lambda: series.rt(*INFLUENZA_SERIAL_INTERVAL))
+    set_rows(request, len(series.released))
     regions: dict[str, list[dict[str, Any]]] = {}
     for uid, group in rt.groupby("unique_id", sort=True):
         recent = group.tail(weeks)
