@@ -74,7 +74,12 @@ def start_hub_service(
 
     Stop it with ``process.terminate()`` then ``process.wait()``.
     """
-    output = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+    # The log may name clients and paths: created private (0600) at open, whatever the caller's umask.
+    output = (
+        os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        if log_file is not None
+        else subprocess.DEVNULL
+    )
     process = subprocess.Popen(
         hub_serve_command(
             hub, db, port, host=host, models=models, scorers=scorers, scoring_processes=scoring_processes

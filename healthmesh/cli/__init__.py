@@ -7,6 +7,7 @@ Errors of the ``HealthmeshError`` tree become one red line and the exit code of
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -68,6 +69,9 @@ def _exit_code_for(error: HealthmeshError) -> int:
 
 def main() -> None:
     """Entry point of the ``healthmesh`` console script."""
+    # Everything a command creates (hub databases and their WAL, reports, keys, logs) is private to
+    # the hub's account from its first byte: no file is made readable and tightened afterwards.
+    os.umask(0o077)
     try:
         app()
     except HealthmeshError as error:

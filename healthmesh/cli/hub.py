@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +60,8 @@ def serve(
 ) -> None:
     """Serve the hub's API (OpenAPI at /docs) until Ctrl-C."""
     import uvicorn
+
+    os.umask(0o077)  # the database's WAL, reports and logs it writes are private (also when not run via main)
 
     from healthmesh.api import config_from_settings, create_app
 

@@ -4,12 +4,13 @@ A model folder holds ``model.json`` (preprocessing parameters, coefficients or t
 file, feature names, task facts) and, for gradient-boosted trees, ``model.lgb.txt``. Nothing is pickled,
 so a hub can load a model trained elsewhere without running code from the file. ``model_digest`` is the
 SHA-256 over these files; the registry keeps it, and ``load_model`` refuses a folder whose digest
-differs from the registry entry (or, with no registry at hand, from the folder's own manifest).
+differs from the registry's entry. A tree model is checked (``treecheck``) before LightGBM reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 
 from healthmesh.errors import ModelError
+from healthmesh.risk.treecheck import check_tree_model, trial_load
 
 __all__ = [
     "FORMAT",
@@ -245,6 +247,21 @@ def model_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _load_booster(path: Path, n_features: int) -> lgb.Booster:
+    """The booster of ``path``, after its structure passed the check and a fenced trial parse scored a row."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ModelError(
+            f"a LightGBM model needs {path.name}; it is missing from {str(path.parent)!r}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path.name}: has bytes outside ASCII; refusing the model") from None
+    check_tree_model(text, n_features)
+    trial_load(text)
+    return lgb.Booster(model_str=text)
+
+
 def save_model(folder: Path, model: SafeModel) -> str:
     """Write ``model.json`` (and ``model.lgb.txt``) and a manifest; returns the model digest."""
     folder = Path(folder)
@@ -261,23 +278,20 @@ def save_model(folder: Path, model: SafeModel) -> str:
     return digest
 
 
-def load_model(folder: Path, expected_sha256: str | None = None) -> SafeModel:
-    """Load a model folder after checking its digest (``expected_sha256`` from the registry, else the manifest)."""
+def load_model(folder: Path, expected_sha256: str) -> SafeModel:
+    """Load a model folder after checking its digest against ``expected_sha256`` (from the hub's registry).
+
+    A folder's own manifest is no evidence (whoever swaps the files rewrites it too): only the
+    registry's digest is.
+    """
     folder = Path(folder)
     path = folder / "model.json"
     if not path.is_file():
         raise ModelError(
             f"no model.json in {str(folder)!r}; give the folder written by risk train or fit-table"
         )
-    if expected_sha256 is None:
-        manifest = folder / "manifest.json"
-        if not manifest.is_file():
-            raise ModelError(
-                f"{str(folder)!r} has no manifest.json and no registry entry; refusing an unchecked model"
-            )
-        expected_sha256 = str(json.loads(manifest.read_text()).get("sha256", ""))
     actual = model_digest(folder)
-    if actual != expected_sha256:
+    if not expected_sha256 or not hmac.compare_digest(actual, expected_sha256):
         raise ModelError(
             f"model in {str(folder)!r} fails its integrity check (sha256 {actual[:12]}... expected "
             f"{expected_sha256[:12]}...); refusing it. Re-copy the model folder from its source hub"
@@ -286,22 +300,28 @@ def load_model(folder: Path, expected_sha256: str | None = None) -> SafeModel:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ModelError(f"model.json in {str(folder)!r} is not valid JSON: {error}") from error
-    if doc.get("format") != FORMAT:
-        raise ModelError(
-            f"model format {doc.get('format')!r} is not {FORMAT!r}; retrain with this healthmesh"
-        )
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise ModelError(f"model format {str(found)[:40]!r} is not {FORMAT!r}; retrain with this healthmesh")
+    if not isinstance(doc.get("feature_names"), list):
+        raise ModelError(f"model.json in {str(folder)!r} has no feature_names list; not a healthmesh model")
     booster = None
-    if doc["kind"] == "lightgbm":
-        booster = lgb.Booster(model_str=(folder / BOOSTER_FILE).read_text())
-    elif doc["kind"] != "logistic":
-        raise ModelError(f"unknown model kind {doc['kind']!r} in {str(path)!r}")
-    return SafeModel(
-        kind=doc["kind"],
-        input_kind=doc["input_kind"],
-        preprocessing=doc["preprocessing"],
-        feature_names=list(doc["feature_names"]),
-        coef=[float(c) for c in doc.get("coef") or []],
-        intercept=float(doc.get("intercept") or 0.0),
-        booster=booster,
-        meta=doc.get("meta") or {},
-    )
+    if doc.get("kind") == "lightgbm":
+        booster = _load_booster(folder / BOOSTER_FILE, len(doc["feature_names"]))
+    elif doc.get("kind") != "logistic":
+        raise ModelError(f"unknown model kind {str(doc.get('kind'))[:40]!r} in {str(path)!r}")
+    try:
+        return SafeModel(
+            kind=doc["kind"],
+            input_kind=doc["input_kind"],
+            preprocessing=doc["preprocessing"],
+            feature_names=list(doc["feature_names"]),
+            coef=[float(c) for c in doc.get("coef") or []],
+            intercept=float(doc.get("intercept") or 0.0),
+            booster=booster,
+            meta=doc.get("meta") or {},
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(
+            f"model.json in {str(folder)!r} is malformed ({type(error).__name__}: {error})"
+        ) from None

@@ -107,10 +107,10 @@ def find_entry(path: Path, model_id: str) -> dict[str, Any] | None:
 
 
 def load_registered(folder: Path, registry: Path | None = None) -> SafeModel:
-    """Load a model folder, checking its digest against the registry entry when a registry is at hand.
+    """Load a model folder that the hub's registry lists, with the digest recorded there.
 
-    With ``registry`` None, the registry beside the folder is used if it exists; with no registry,
-    the folder's own manifest is checked (that catches corruption, not a deliberate swap).
+    ``registry`` defaults to the registry beside the folder. A model missing from it is refused,
+    whatever its own manifest says: the registry is the only trust anchor.
     """
     folder = Path(folder)
     path = Path(registry) if registry is not None else default_registry(folder)
@@ -119,19 +119,19 @@ def load_registered(folder: Path, registry: Path | None = None) -> SafeModel:
         raise ModelError(
             f"no model.json in {str(folder)!r}; give the folder written by risk train or fit-table"
         )
-    if path.exists():
-        try:
-            model_id = json.loads(model_json.read_text()).get("meta", {}).get("model_id")
-        except json.JSONDecodeError as error:
-            raise ModelError(f"model.json in {str(folder)!r} is not valid JSON: {error}") from error
-        entry = find_entry(path, str(model_id))
-        if entry is None:
-            if registry is not None:
-                raise ModelError(
-                    f"model {model_id!r} is not in registry {str(path)!r}; register it before this hub uses it"
-                )
-        else:
-            return load_model(folder, expected_sha256=str(entry["sha256"]))
-    elif registry is not None:
-        raise ModelError(f"registry {str(path)!r} not found; give the hub's registry file")
-    return load_model(folder)
+    if not path.is_file():
+        raise ModelError(
+            f"no registry at {str(path)!r}; a hub loads only models its registry.json lists "
+            "(`healthmesh risk train` registers the models it writes)"
+        )
+    try:
+        meta = json.loads(model_json.read_text()).get("meta", {})
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise ModelError(f"model.json in {str(folder)!r} is not a JSON object: {error}") from error
+    model_id = meta.get("model_id") if isinstance(meta, dict) else None
+    entry = find_entry(path, str(model_id))
+    if entry is None or not isinstance(entry.get("sha256"), str):
+        raise ModelError(
+            f"model {str(model_id)[:80]!r} is not in registry {str(path)!r}; register it before this hub uses it"
+        )
+    return load_model(folder, expected_sha256=entry["sha256"])
