@@ -1,45 +1,100 @@
 """The hub service: ``create_app(config)`` builds the FastAPI application over one hub's CDM.
 
-Every route but the few in ``PUBLIC_PATHS`` is guarded by a role (``require_roles``), and every
-guarded request, admitted or refused, is written to the audit log before its answer leaves
-(``AuditMiddleware``): no audit row, no answer.
+Every route but the few in ``PUBLIC_PATHS`` (and the page assets under ``/static/``) is guarded by
+a role (``require_roles``). In front of the application, ``RequestGuard`` checks the bearer token
+before any body is read and bounds the body's size and nesting (``healthmesh.api.limits``); in front
+of that, ``AuditMiddleware`` writes every request, admitted or refused, anonymous or not (liveness
+probes of ``/health`` aside), to the audit log before its answer leaves: no audit row, no answer.
+The API's pages (Swagger UI at ``/docs``) load only assets the hub serves itself.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from healthmesh.api.audit import AuditEntry
-from healthmesh.api.auth import default_clients, parse_clients
+from healthmesh.api.audit import MAX_FIELD, AuditEntry
+from healthmesh.api.auth import default_clients, iter_routes, parse_clients
 from healthmesh.api.deps import HubConfig, HubState
 from healthmesh.api.errors import install_error_handlers
+from healthmesh.api.limits import RequestGuard, route_template
 from healthmesh.api.routes import ROUTERS
+from healthmesh.api.routes.risk import AsOfProbes
 from healthmesh.config import Settings, hub_keys
 
-__all__ = ["PUBLIC_PATHS", "AuditMiddleware", "config_from_settings", "create_app"]
+__all__ = [
+    "PUBLIC_PATHS",
+    "STATIC_PREFIX",
+    "AuditMiddleware",
+    "config_from_settings",
+    "create_app",
+    "is_public",
+]
 
 # Routes that need no token: liveness, the token endpoint and the API description. Nothing else.
-PUBLIC_PATHS = frozenset({"/health", "/token", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/health", "/token", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+# The API pages' own assets (Swagger UI's script and style), served by the hub: no CDN, no token.
+STATIC_PREFIX = "/static/"
+# Liveness probes carry no data and come every few seconds: they alone are not audited.
+UNAUDITED_PATHS = frozenset({"/health"})
+# Addresses of reverse proxies whose X-Forwarded-For the audit log believes (comma-separated).
+TRUSTED_PROXIES_ENV = "HEALTHMESH_TRUSTED_PROXIES"
 
 PURPOSE_HEADER = b"x-purpose"
+FORWARDED_HEADER = b"x-forwarded-for"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
+
+
+def _trusted_proxies() -> frozenset[str]:
+    return frozenset(p.strip() for p in os.environ.get(TRUSTED_PROXIES_ENV, "").split(",") if p.strip())
+
+
+def caller_address(scope: Scope, trusted_proxies: frozenset[str]) -> str | None:
+    """``host:port`` of the peer; behind a trusted proxy, the address that proxy says it served."""
+    peer = scope.get("client")
+    if not peer:
+        return None
+    host, port = str(peer[0]), peer[1]
+    address = f"{host}:{port}"
+    if host in trusted_proxies:
+        for key, value in scope.get("headers", ()):
+            if key == FORWARDED_HEADER:
+                # The right-most hop is the one the trusted proxy appended; anything left of it is the
+                # client's own claim.
+                forwarded = bytes(value).decode("latin-1").split(",")[-1].strip()
+                if forwarded:
+                    return f"{forwarded} (via {address})"[:MAX_FIELD]
+    return address
 
 
 class AuditMiddleware:
-    """Writes one audit entry per guarded request, just before its response starts."""
+    """Writes one audit entry per request, just before its response starts (or when it ends unanswered)."""
 
-    def __init__(self, app: ASGIApp, state: HubState) -> None:
+    def __init__(
+        self, app: ASGIApp, state: HubState, routes: Sequence[BaseRoute], trusted_proxies: frozenset[str]
+    ) -> None:
         self.app = app
         self.state = state
+        self.routes = routes
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
             await self.app(scope, receive, send)
             return
         written = False
@@ -58,18 +113,51 @@ class AuditMiddleware:
                 written = True
                 await self.state.audit.write(self._entry(scope, 500))
             raise
+        if not written:  # the client left before an answer: the attempt is still on record
+            await self.state.audit.write(self._entry(scope, 499))
 
     def _entry(self, scope: Scope, status: int) -> AuditEntry:
         state: dict[str, Any] = scope.get("state", {})
         principal = state.get("principal")
-        subject = principal.subject if principal else state.get("audit_denied", "anonymous")
-        role = principal.role if principal else "-"
-        route = getattr(scope.get("route"), "path", None) or scope["path"]
+        if principal is not None:
+            subject, role = principal.subject, principal.role
+        else:
+            subject, role = state.get("audit_subject") or state.get("audit_denied", "anonymous"), "-"
         purpose = state.get("purpose")
         if purpose is None:
             header = dict(scope.get("headers", [])).get(PURPOSE_HEADER)
-            purpose = header.decode("latin-1")[:200] if header else None
-        return AuditEntry(subject, role, scope["method"], route, purpose, state.get("rows_touched"), status)
+            purpose = header.decode("latin-1") if header else None
+        persons = state.get("persons")
+        return AuditEntry(
+            subject, role, scope["method"], route_template(self.routes, scope), purpose, state.get("rows_touched"),
+            status, caller_address(scope, self.trusted_proxies), tuple(persons) if persons is not None else None,
+        )  # fmt: skip
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("healthmesh.web") / "static"))
+
+
+def _add_api_pages(app: FastAPI, title: str) -> None:
+    """Swagger UI from the hub's own copy of swagger-ui-dist (``healthmesh/web/static/swagger``)."""
+    app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=_static_dir()), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{title}: API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{STATIC_PREFIX}swagger/swagger-ui-bundle.js",
+            swagger_css_url=f"{STATIC_PREFIX}swagger/swagger-ui.css",
+            swagger_favicon_url=f"{STATIC_PREFIX}swagger/favicon-32x32.png",
+            # No spec validator badge: it would send the description to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def create_app(config: HubConfig) -> FastAPI:
@@ -86,8 +174,9 @@ def create_app(config: HubConfig) -> FastAPI:
         yield
         state.close()
 
+    title = f"healthmesh hub {config.hub}"
     app = FastAPI(
-        title=f"healthmesh hub {config.hub}",
+        title=title,
         version="1.0",
         description="A regional health-data hub over the OMOP CDM v5.4: FHIR ingest, catalog, quality, "
         "cohort counts, risk scores, forecasts and the audit log. Person-level rows stay at the hub; "
@@ -95,12 +184,23 @@ def create_app(config: HubConfig) -> FastAPI:
         "(OAuth2 client credentials) and send it as `Authorization: Bearer <token>`; send "
         "`X-Purpose` to record why.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.hub = state
+    app.state.as_of_probes = AsOfProbes()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(AuditMiddleware, state=state)
+    _add_api_pages(app, title)
+    # The last added runs first: the audit sees every request, then the guard, then the application.
+    app.add_middleware(RequestGuard, verify=state.issuer.verify, is_public=is_public)
+    app.add_middleware(
+        AuditMiddleware,
+        state=state,
+        routes=list(iter_routes(app.router.routes)),  # the endpoints themselves, for the route templates
+        trusted_proxies=_trusted_proxies(),
+    )
     return app
 
 

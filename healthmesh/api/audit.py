@@ -1,33 +1,52 @@
-"""The hub's append-only audit log: who did what, when, why, to how many rows, and how it ended.
+"""The hub's append-only audit log: who did what, from where, when, why, to which persons, how it ended.
 
 The log is the table ``hm_audit_log`` in the hub database. This module is the only code that
-touches it and it only ever ``INSERT``s and ``SELECT``s: there is no update or delete path, so a
-row once written stays as written. Each entry gets the next ``entry_id`` from a sequence.
+touches it and it only ever ``INSERT``s and ``SELECT``s: there is no update or delete path.
+
+Tamper evidence: the entries form a hash chain. Each entry stores ``prev_hash`` (the previous
+entry's ``entry_hash``; ``GENESIS`` for the first) and ``entry_hash = sha256(prev_hash || canonical
+entry)``, where the canonical entry is the JSON array of its stored values, entry id first. The
+chain is extended on the one writer thread, which numbers the entries itself (ids are consecutive).
+``verify_chain`` recomputes it: a row changed, deleted or inserted directly in the database breaks it
+at that entry. What a chain cannot show on its own: the newest entries removed from the end, or a
+whole tail rewritten by someone who recomputes every hash after it; keep a copy of the head hash
+(``healthmesh audit verify`` prints it) somewhere the database's writers cannot reach.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from healthmesh.cdm import HubDatabase
+from healthmesh.errors import CDMError
 
 __all__ = [
     "AUDIT_COLUMNS",
     "AUDIT_TABLE",
+    "GENESIS",
+    "MAX_FIELD",
     "AuditEntry",
     "AuditWriter",
+    "BrokenChain",
+    "ChainHead",
+    "chain_head",
     "ensure_audit_table",
     "read_audit",
+    "verify_chain",
     "write_audit",
 ]
 
 AUDIT_TABLE = "hm_audit_log"
-AUDIT_COLUMNS = (
+# The values an entry commits to, in the order its canonical form lists them.
+_HASHED_COLUMNS = (
     "entry_id",
     "logged_at",
     "subject",
@@ -38,7 +57,13 @@ AUDIT_COLUMNS = (
     "rows_touched",
     "status",
     "outcome",
+    "client",
+    "persons",
 )
+AUDIT_COLUMNS = (*_HASHED_COLUMNS, "prev_hash", "entry_hash")
+GENESIS = "0" * 64
+MAX_FIELD = 200  # subject, role, route, purpose and client are cut to this many characters
+MAX_PERSONS = 200  # person ids listed in one entry (a clinician names at most a few)
 
 
 @dataclass(frozen=True)
@@ -50,14 +75,32 @@ class AuditEntry:
     purpose: str | None
     rows_touched: int | None
     status: int
+    client: str | None = None  # the caller's address, host:port
+    persons: tuple[int, ...] | None = None  # the persons the answer was about
 
     @property
     def outcome(self) -> str:
         if self.status < 400:
             return "ok"
-        return {401: "unauthenticated", 403: "forbidden"}.get(
+        return {401: "unauthenticated", 403: "forbidden", 429: "rate-limited"}.get(
             self.status, "refused" if self.status < 500 else "error"
         )
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest entry's id and hash: what the next entry extends."""
+
+    entry_id: int = 0
+    entry_hash: str = GENESIS
+
+
+class BrokenChain(CDMError):
+    """The audit chain does not hold at ``entry_id``."""
+
+    def __init__(self, entry_id: int, reason: str) -> None:
+        super().__init__(f"audit entry {entry_id}: {reason}")
+        self.entry_id = entry_id
 
 
 def ensure_audit_table(db: HubDatabase) -> None:
@@ -78,36 +121,71 @@ def ensure_audit_table(db: HubDatabase) -> None:
         )
         """
     )
+    # Logs written before the chain existed gain the new columns; their rows stay unchained.
+    for column in ("client", "persons", "prev_hash", "entry_hash"):
+        db.execute(f"ALTER TABLE {AUDIT_TABLE} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
-def write_audit(db: HubDatabase, entries: list[AuditEntry]) -> None:
-    """Append entries in one statement, hence one transaction (the only write this table ever sees)."""
-    if not entries:
-        return
-    now = datetime.now(UTC)
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(entries))
-    db.execute(
-        f"INSERT INTO {AUDIT_TABLE} (logged_at, subject, role, method, route, purpose, rows_touched, status, outcome) "
-        f"VALUES {values}",
-        [
-            value
-            for e in entries
-            for value in (
-                now,
-                e.subject,
-                e.role,
-                e.method,
-                e.route,
-                e.purpose,
-                e.rows_touched,
-                e.status,
-                e.outcome,
-            )
-        ],
+def _cut(text: str | None, limit: int = MAX_FIELD) -> str | None:
+    return None if text is None else text[:limit]
+
+
+def _persons_text(persons: tuple[int, ...] | None) -> str | None:
+    if persons is None:
+        return None
+    return ",".join(str(int(p)) for p in persons[:MAX_PERSONS])
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _entry_hash(prev_hash: str, values: tuple[Any, ...]) -> str:
+    """sha256 of the previous hash and the entry's canonical form (its stored values as JSON)."""
+    canonical = json.dumps(
+        [_iso(v) if isinstance(v, datetime) else v for v in values], separators=(",", ":"), ensure_ascii=True
     )
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
-_MAX_BATCH = 1000  # 9 parameters an entry: well inside PostgreSQL's 65,535
+def chain_head(db: HubDatabase) -> ChainHead:
+    """The newest entry: where the chain continues (an entry written before the chain counts as GENESIS)."""
+    row = db.rows(f"SELECT entry_id, entry_hash FROM {AUDIT_TABLE} ORDER BY entry_id DESC LIMIT 1")
+    if not row:
+        return ChainHead()
+    return ChainHead(int(row[0][0]), row[0][1] or GENESIS)
+
+
+def write_audit(db: HubDatabase, entries: list[AuditEntry], head: ChainHead | None = None) -> ChainHead:
+    """Append entries in one statement, hence one transaction (the only write this table ever sees).
+
+    ``head`` is the chain's newest entry as the caller last left it (read from the table when None);
+    returns the new head. Call from one thread at a time: the ids and hashes follow each other.
+    """
+    head = chain_head(db) if head is None else head
+    if not entries:
+        return head
+    now = datetime.now(UTC)
+    params: list[Any] = []
+    for e in entries:
+        values = (
+            head.entry_id + 1, now, _cut(e.subject) or "-", _cut(e.role) or "-", e.method[:16],
+            _cut(e.route) or "-", _cut(e.purpose), e.rows_touched, e.status, e.outcome, _cut(e.client),
+            _persons_text(e.persons),
+        )  # fmt: skip
+        digest = _entry_hash(head.entry_hash, values)
+        params.extend((*values, head.entry_hash, digest))
+        head = ChainHead(head.entry_id + 1, digest)
+    placeholders = "(" + ", ".join(["?"] * len(AUDIT_COLUMNS)) + ")"
+    db.execute(
+        f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) "
+        f"VALUES {', '.join([placeholders] * len(entries))}",
+        params,
+    )
+    return head
+
+
+_MAX_BATCH = 1000  # 14 parameters an entry: well inside PostgreSQL's 65,535
 _LINGER_S = 0.01
 
 
@@ -118,7 +196,7 @@ class AuditWriter:
     A request's answer still leaves only after its row is stored. An idle hub writes at once; a busy
     one (an entry within ``_LINGER_S`` of the last write) gathers entries until that interval has
     passed, so it writes at most ~1 / ``_LINGER_S`` statements a second: a statement costs DuckDB
-    about a millisecond of CPU whatever its rows.
+    about a millisecond of CPU whatever its rows. The writer thread also extends the hash chain.
     """
 
     def __init__(self, db: HubDatabase) -> None:
@@ -127,6 +205,7 @@ class AuditWriter:
         self._flusher: asyncio.Task[None] | None = None
         self._last_write = 0.0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="audit-writer")
+        self._head: ChainHead | None = None  # read on the writer thread before its first write
 
     async def write(self, entry: AuditEntry) -> None:
         """Store ``entry``; returns once it is committed (raises what the write raised)."""
@@ -137,6 +216,14 @@ class AuditWriter:
             self._flusher = loop.create_task(self._flush())
         await stored
 
+    def _write_batch(self, entries: list[AuditEntry]) -> None:
+        try:
+            self._head = write_audit(self._db, entries, self._head)
+        except CDMError:
+            # Another writer may have extended the table (a second service on the same PostgreSQL
+            # database): read the head again and retry once.
+            self._head = write_audit(self._db, entries, None)
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
@@ -146,7 +233,7 @@ class AuditWriter:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             error: BaseException | None = None
             try:
-                await loop.run_in_executor(self._thread, write_audit, self._db, [entry for entry, _ in batch])
+                await loop.run_in_executor(self._thread, self._write_batch, [entry for entry, _ in batch])
             except BaseException as failure:  # every waiter hears of it; none is answered as if stored
                 error = failure
             self._last_write = time.monotonic()
@@ -188,3 +275,55 @@ def read_audit(
         }
         for row in rows
     ]
+
+
+def _rows_in_order(db: HubDatabase, page: int = 50_000) -> Iterator[tuple[Any, ...]]:
+    last = -(2**62)
+    while True:
+        rows = db.rows(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {AUDIT_TABLE} WHERE entry_id > ? "
+            f"ORDER BY entry_id LIMIT {page}",
+            [last],
+        )
+        yield from rows
+        if len(rows) < page:
+            return
+        last = int(rows[-1][0])
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    entries: int  # chained entries, all verified
+    unchained: int  # entries written before the chain existed (at the start of the log)
+    head: ChainHead
+
+
+def verify_chain(db: HubDatabase) -> ChainReport:
+    """Recompute the hash chain; ``BrokenChain`` names the first entry where it does not hold."""
+    previous: ChainHead | None = None
+    chained = unchained = 0
+    for row in _rows_in_order(db):
+        entry_id = int(row[0])
+        values, prev_hash, entry_hash = tuple(row[: len(_HASHED_COLUMNS)]), row[-2], row[-1]
+        if entry_hash is None and prev_hash is None:
+            if previous is not None:
+                raise BrokenChain(entry_id, f"has no hash, yet follows chained entry {previous.entry_id}")
+            unchained += 1
+            continue
+        expected_prev = GENESIS if previous is None else previous.entry_hash
+        if previous is not None and entry_id != previous.entry_id + 1:
+            raise BrokenChain(
+                entry_id, f"follows entry {previous.entry_id}: the entries between them were deleted"
+            )
+        if prev_hash != expected_prev:
+            where = "the start of the chain" if previous is None else f"entry {previous.entry_id}"
+            raise BrokenChain(
+                entry_id, f"does not continue {where} (an entry before it was deleted, inserted or changed)"
+            )
+        if _entry_hash(prev_hash, values) != entry_hash:
+            raise BrokenChain(
+                entry_id, "its content does not match its hash (the row was changed or inserted)"
+            )
+        previous = ChainHead(entry_id, entry_hash)
+        chained += 1
+    return ChainReport(chained, unchained, previous or ChainHead())

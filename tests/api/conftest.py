@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from healthmesh.api import HubConfig, create_app, default_clients
 from healthmesh.hubkeys import HubKeys
+from healthmesh.privacy.release import Release
 
 REPO = Path(__file__).resolve().parents[2]
 HUB = "gyeonggi"
@@ -30,7 +31,8 @@ def api_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("api-model")
     with create_hub(str(folder / "toy.duckdb")) as db:
         populate_toy_cdm(db, 2000, seed=11)
-        train_task(db, "t2dm-3y", folder / "t2dm", hub=HUB, models=["logistic-l1"])
+        release = Release(KEYS.release, 5)
+        train_task(db, "t2dm-3y", folder / "t2dm", hub=HUB, models=["logistic-l1"], release=release)
     return folder / "t2dm"
 
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from healthmesh.api import PUBLIC_PATHS, ROLES, iter_routes, route_roles
 
-EXPECTED_PUBLIC = {"/health", "/token", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+EXPECTED_PUBLIC = {"/health", "/token", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
 
 
 def _endpoints(client: TestClient) -> list[tuple[str, str, frozenset[str] | None]]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from healthmesh.api.routes.cohorts import release_attrition
@@ -100,21 +101,28 @@ def test_single_patient_score_equals_the_risk_package_and_explains_itself(
     assert refused.status_code == 422 and "exactly one patient" in refused.json()["detail"]
 
 
-def test_batch_scores_given_persons_or_everyone(
+def test_batch_scores_named_patients_for_clinicians_and_a_distribution_for_researchers(
     shared_client: TestClient, get_token: Callable[[TestClient, str], str]
 ) -> None:
-    headers = _headers(shared_client, get_token, "researcher")
     with shared_client.app.state.hub.cursor() as db:  # type: ignore[attr-defined]
-        ids = [int(r[0]) for r in db.rows("SELECT person_id FROM person ORDER BY person_id LIMIT 3")]
+        ids = [int(r[0]) for r in db.rows(
+            "SELECT p.person_id FROM person p JOIN observation_period op USING (person_id) "
+            "WHERE p.person_id NOT IN (SELECT person_id FROM death) GROUP BY 1 "
+            "HAVING max(op.observation_period_end_date) > DATE '2024-02-01' ORDER BY 1 LIMIT 3"
+        )]  # fmt: skip
         persons = int(db.scalar("SELECT count(*) FROM person"))
+    clinician = _headers(shared_client, get_token, "clinician")
     some = shared_client.post(
-        "/risk/t2dm/batch", json={"person_ids": ids, "as_of": "2024-01-01"}, headers=headers
+        "/risk/t2dm/batch", json={"person_ids": ids, "as_of": "2024-01-17"}, headers=clinician
     )
-    assert some.status_code == 200
+    assert some.status_code == 200, some.text
     assert sorted(s["person_id"] for s in some.json()["scores"]) == ids
-    assert all(s["index_date"] == "2024-01-01" for s in some.json()["scores"])
-    everyone = shared_client.post("/risk/t2dm/batch", json={}, headers=headers)
-    assert everyone.json()["count"] == persons
+    assert all(s["index_date"] == "2024-01-01" for s in some.json()["scores"])  # a month, not a day
+    researcher = _headers(shared_client, get_token, "researcher")
+    everyone = shared_client.post("/risk/t2dm/batch", json={}, headers=researcher).json()
+    assert everyone["view"] == "distribution" and "scores" not in everyone
+    assert abs(everyone["persons"] - persons) <= 3
+    assert sum(b["persons"] or 0 for b in everyone["bands"]) == pytest.approx(persons, abs=30)
 
 
 def test_aggregates_are_released_with_small_cells_withheld(

@@ -1,10 +1,17 @@
-"""Risk scores: one patient from a FHIR Bundle (a warm ``BundleScorer``), or a batch of the hub's persons."""
+"""Risk scores: one patient from a FHIR Bundle (a warm ``BundleScorer``), or a batch of the hub's persons.
+
+Least privilege: no answer gives a researcher a person-level row. A researcher's batch is the hub's
+risk distribution (released counts by fixed risk band, through the hub's release path, and the mean
+risk); only a clinician scores persons of the hub, those they name, and date probing is bounded.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+import threading
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -13,25 +20,14 @@ from pydantic import BaseModel, Field
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import HubState, get_state, set_rows
 from healthmesh.api.json_route import JsonRoute
+from healthmesh.cdm import HubDatabase
 from healthmesh.risk import score_batch
 
-__all__ = ["BatchRequest", "router"]
+__all__ = ["AsOfProbes", "BatchRequest", "router"]
 
 router = APIRouter(tags=["risk"], route_class=JsonRoute)
 
 ModelName = Annotated[str, Path(max_length=100, description="model name, as listed by GET /models")]
-MAX_BATCH_IDS = 100_000
-
-
-class BatchRequest(BaseModel):
-    """Which persons to score: ``person_ids``, or every person of the hub when omitted."""
-
-    person_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
-        default=None, max_length=MAX_BATCH_IDS
-    )
-    as_of: date | None = Field(
-        default=None, description="index date; default each person's last observed day"
-    )
 
 
 def _known(state: HubState, name: str) -> None:
@@ -109,6 +105,116 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return document
 
 
+# -- batch scoring: a distribution for researchers, named patients for clinicians ------------------
+
+MAX_NAMED_PERSONS = 20
+# Distinct index dates one caller may ask about one person in one UTC day (each a month, see below).
+MAX_AS_OF_PER_DAY = 3
+# Risk bands of the researcher's distribution: fixed edges, so that no band edge is a person's risk.
+RISK_BANDS = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0)
+
+
+class BatchRequest(BaseModel):
+    """Researchers: ``{}`` (the hub's risk distribution). Clinicians: the patients they name."""
+
+    person_ids: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
+        default=None,
+        max_length=MAX_NAMED_PERSONS,
+        description=f"clinicians: the patients to score (1 to {MAX_NAMED_PERSONS}); researchers: omit",
+    )
+    as_of: date | None = Field(
+        default=None,
+        description="clinicians: the index date, taken as the first day of its month and never after "
+        "the patient's last observed day (default that day); at most "
+        f"{MAX_AS_OF_PER_DAY} distinct months per patient per day",
+    )
+
+
+class AsOfProbes:
+    """Which index dates each caller asked about each person today: the bound on date probing.
+
+    Kept in the service process (one per hub service); a new UTC day starts a new count.
+    """
+
+    def __init__(self, limit: int = MAX_AS_OF_PER_DAY) -> None:
+        self.limit = limit
+        self._day: date | None = None
+        self._seen: dict[tuple[str, int], set[date]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, caller: str, persons: list[int], as_of: date) -> bool:
+        """Record ``as_of`` for each person; False (and nothing recorded) when one would pass the limit."""
+        today = datetime.now(UTC).date()
+        with self._lock:
+            if self._day != today:
+                self._day, self._seen = today, {}
+            for person in persons:
+                seen = self._seen.get((caller, person), set())
+                if as_of not in seen and len(seen) >= self.limit:
+                    return False
+            for person in persons:
+                self._seen.setdefault((caller, person), set()).add(as_of)
+        return True
+
+
+def _distribution(state: HubState, model: str, db: HubDatabase) -> dict[str, Any]:
+    """The hub's risk distribution: persons per fixed risk band and the mean risk, every count released."""
+    scores = score_batch(state.models[model], db)
+    release = state.release
+    risk = scores["risk"].to_numpy(dtype=float)
+    persons = scores["person_id"].to_numpy()
+    total = release.count(len(persons), release.person_key(persons))
+    edges = np.asarray(RISK_BANDS)
+    band_of = np.clip(np.searchsorted(edges, risk, side="right") - 1, 0, len(edges) - 2)
+    bands = []
+    for i in range(len(edges) - 1):
+        members = persons[band_of == i]
+        released = release.count(len(members), release.person_key(members))
+        bands.append({"risk_from": float(edges[i]), "risk_to": float(edges[i + 1]), "persons": released,
+                      "suppressed": released is None})  # fmt: skip
+    # A mean over fewer persons than the threshold would be one of them: withheld like its count.
+    mean = round(float(risk.mean()), 3) if total else None
+    return {
+        "model": model,
+        "view": "distribution",
+        "min_count": release.min_count,
+        "persons": total,
+        "mean_risk": mean,
+        "bands": bands,
+        "calibration": None,  # outcomes after each person's last observed day are not known yet
+    }
+
+
+def _named_patients(db: HubDatabase, person_ids: list[int]) -> dict[int, date | None]:
+    """Each named, living person's last observed day (None: not known at this hub, or deceased)."""
+    ids = ", ".join(str(int(p)) for p in person_ids)
+    rows = db.rows(
+        "SELECT p.person_id, max(op.observation_period_end_date), "
+        f"EXISTS (SELECT 1 FROM death d WHERE d.person_id = p.person_id) FROM person p "
+        f"LEFT JOIN observation_period op ON op.person_id = p.person_id WHERE p.person_id IN ({ids}) "
+        "GROUP BY p.person_id"
+    )
+    found: dict[int, date | None] = {int(p): None for p in person_ids}
+    for person, last_day, deceased in rows:
+        if not deceased and last_day is not None:
+            found[int(person)] = (
+                last_day if isinstance(last_day, date) else date.fromisoformat(str(last_day)[:10])
+            )
+    return found
+
+
+def _scores(
+    state: HubState, model: str, db: HubDatabase, persons: list[int], as_of: date | None
+) -> list[dict[str, Any]]:
+    if not persons:
+        return []
+    scores = score_batch(state.models[model], db, as_of=as_of, person_ids=persons)
+    return [
+        {"person_id": int(p), "index_date": str(d)[:10], "risk": round(float(r), 6)}
+        for p, d, r in zip(scores["person_id"], scores["index_date"], scores["risk"], strict=True)
+    ]
+
+
 @router.post("/risk/{model}/batch")
 def score_many(
     request: Request,
@@ -116,17 +222,50 @@ def score_many(
     body: BatchRequest,
     principal: Annotated[Principal, Depends(require_roles("clinician", "researcher"))],
 ) -> dict[str, Any]:
-    """Risk of the given persons of this hub (or all of them) as of a date."""
+    """Researchers: the hub's risk distribution (released counts by band). Clinicians: named patients.
+
+    No researcher answer holds a person id, a date or one person's risk. A clinician names the
+    patients (at most 20; the audit entry lists them); the index date is a month (its first day),
+    never after the patient's last observed day, and a deceased or unknown patient is not scored.
+    """
     state = get_state(request)
     _known(state, model)
+    if body.person_ids is None:
+        if "researcher" not in principal.roles:
+            raise HTTPException(422, f"a clinician scores the patients they name: give person_ids (1 to "
+                                     f"{MAX_NAMED_PERSONS})")  # fmt: skip
+        if body.as_of is not None:
+            raise HTTPException(422, "as_of is for clinicians scoring named patients; the distribution is "
+                                     "as of each person's last observed day")  # fmt: skip
+        with state.cursor() as db:
+            answer = _distribution(state, model, db)
+        set_rows(request, answer["persons"])
+        return answer
+    if "clinician" not in principal.roles:
+        raise HTTPException(403, "only a clinician scores named patients; researchers get the distribution "
+                                 "(send {})")  # fmt: skip
+    named = list(dict.fromkeys(body.person_ids))
+    request.state.persons = named
+    if not named:
+        raise HTTPException(422, f"person_ids: name 1 to {MAX_NAMED_PERSONS} patients")
+    month = body.as_of.replace(day=1) if body.as_of is not None else None
+    probes: AsOfProbes = request.app.state.as_of_probes
+    if month is not None and not probes.admit(principal.subject, named, month):
+        raise HTTPException(429, f"at most {MAX_AS_OF_PER_DAY} distinct as_of months per patient per day; "
+                                 "try again tomorrow")  # fmt: skip
     with state.cursor() as db:
-        scores = score_batch(state.models[model], db, as_of=body.as_of, person_ids=body.person_ids)
-    set_rows(request, len(scores))
+        last_days = _named_patients(db, named)
+        living = [p for p in named if last_days[p] is not None]
+        # Past the last observed day there is nothing new to see: such a date is the default (that day).
+        earlier = [p for p in living if month is not None and month < last_days[p]]  # type: ignore[operator]
+        latest = [p for p in living if p not in set(earlier)]
+        scored = _scores(state, model, db, earlier, month) + _scores(state, model, db, latest, None)
+    set_rows(request, len(scored))
+    by_person = {row["person_id"]: row for row in scored}
     return {
         "model": model,
-        "count": len(scores),
-        "scores": [
-            {"person_id": int(p), "index_date": str(d)[:10], "risk": round(float(r), 6)}
-            for p, d, r in zip(scores["person_id"], scores["index_date"], scores["risk"], strict=True)
-        ],
+        "view": "patients",
+        "count": len(scored),
+        "scores": [by_person[p] for p in named if p in by_person],
+        "not_scored": [p for p in named if p not in by_person],  # unknown here, or deceased
     }

@@ -1,0 +1,266 @@
+"""What a request may cost the hub before it is answered: who it is, how big, how deep, how long.
+
+``RequestGuard`` is a pure ASGI middleware in front of the application. For every path that is not
+public it checks the bearer token *before a byte of the body is read*: an anonymous caller cannot
+make the hub parse anything (an anonymous ``{`` is a 401, not a 422). It then reads the body itself,
+refusing it (413, a one-line reason) as soon as ``Content-Length`` or the bytes streamed exceed the
+route's limit, or when its JSON nests deeper than ``MAX_JSON_DEPTH`` (checked on the raw bytes,
+before any parser recurses into it). The application receives the body already read.
+
+``statement_timeout`` bounds each request's database work: PostgreSQL's ``statement_timeout``, or a
+timer that interrupts the DuckDB cursor; either way the caller gets a 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+import duckdb
+import numpy as np
+import orjson
+from fastapi import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from healthmesh.cdm import HubDatabase
+from healthmesh.errors import CDMError
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "MAX_JSON_DEPTH",
+    "STATEMENT_TIMEOUT_S",
+    "RequestGuard",
+    "body_limit",
+    "json_depth",
+    "route_template",
+    "statement_timeout",
+]
+
+MB = 1024 * 1024
+DEFAULT_BODY_LIMIT = 64 * 1024
+# A whole FHIR transaction may be large; one patient's Bundle for scoring is some 70 KB.
+_ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"^/fhir/Bundle/?$"), 20 * MB),
+    (re.compile(r"^/risk/[^/]+/score/?$"), 2 * MB),
+)
+MAX_JSON_DEPTH = 64
+STATEMENT_TIMEOUT_S = 30.0
+_FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_OPEN = np.frombuffer(b"{[", dtype=np.uint8)
+_CLOSE = np.frombuffer(b"}]", dtype=np.uint8)
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request body to ``path`` may have."""
+    for pattern, limit in _ROUTE_BODY_LIMITS:
+        if pattern.match(path):
+            return limit
+    return DEFAULT_BODY_LIMIT
+
+
+def json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep the JSON text ``body`` nests (brackets inside strings do not count).
+
+    Exact for valid JSON; for anything else an estimate the parser will refuse anyway. Cheap when
+    the body has fewer brackets than ``limit``: it cannot nest deeper than that.
+    """
+    if body.count(b"{") + body.count(b"[") <= limit:
+        return body.count(b"{") + body.count(b"[")
+    bare = _JSON_STRING.sub(b'""', body)
+    chars = np.frombuffer(bare, dtype=np.uint8)
+    steps = np.isin(chars, _OPEN).astype(np.int32) - np.isin(chars, _CLOSE).astype(np.int32)
+    return int(np.cumsum(steps).max()) if steps.size else 0
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The template of the route ``scope`` matches (``/risk/{model}/score``), never the raw path."""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", None) and not hasattr(route, "original_router"):
+        return str(route.path)
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match is not Match.NONE:
+            return str(getattr(candidate, "path", "") or "(unnamed route)")
+    return "(no route)"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _token_client(scope: Scope, body: bytes) -> str | None:
+    """The client a ``POST /token`` names (form field or HTTP Basic), for the audit log."""
+    value = _header(scope, b"authorization")
+    if value is not None:
+        scheme, _, encoded = value.decode("latin-1").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(encoded, validate=False).decode("utf-8", "replace").partition(":")[0]
+            except (binascii.Error, ValueError):
+                return "(malformed basic credentials)"
+    form = parse_qs(body.decode("latin-1"), max_num_fields=20) if body else {}
+    names = form.get("client_id")
+    return names[0] if names else None
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class RequestGuard:
+    """Authenticate, then read and bound the body, before the application sees the request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verify: Callable[[str], Any],
+        is_public: Callable[[str], bool],
+        token_path: str = "/token",
+    ) -> None:
+        self.app = app
+        self.verify = verify
+        self.is_public = is_public
+        self.token_path = token_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        path: str = scope["path"]
+        try:
+            if not self.is_public(path):
+                self._authenticate(scope, state)
+            body, closed = await self._read_body(scope, receive, body_limit(path))
+        except _Refusal as refusal:
+            await _answer(send, refusal)
+            return
+        if closed:  # the client went away before its body arrived: nothing to answer
+            return
+        if path == self.token_path:
+            client = _token_client(scope, body)
+            if client is not None:
+                state["audit_subject"] = client[:200] or "(empty client id)"
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _authenticate(self, scope: Scope, state: dict[str, Any]) -> None:
+        token = _bearer(scope)
+        if token is None:
+            state["audit_denied"] = "anonymous"
+            raise _Refusal(
+                401, "missing bearer token; get one at POST /token", {"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            self.verify(token)
+        except HTTPException as error:
+            state["audit_denied"] = "invalid-token"
+            raise _Refusal(401, str(error.detail), {"WWW-Authenticate": "Bearer"}) from None
+
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[bytes, bool]:
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise _Refusal(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise _Refusal(413, f"the body is {int(declared)} bytes; this route takes at most {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Refusal(413, f"the body is over {limit} bytes, the most this route takes")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        content_type = (_header(scope, b"content-type") or b"").lower()
+        if body and not content_type.startswith(_FORM_TYPES):
+            depth = json_depth(body)
+            if depth > MAX_JSON_DEPTH:
+                raise _Refusal(413, f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH}")
+        return body, False
+
+
+async def _answer(send: Send, refusal: _Refusal) -> None:
+    payload = orjson.dumps({"detail": refusal.reason})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+    # The body was not read: ask the client to close rather than send the rest on this connection.
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+# -- statement timeout ---------------------------------------------------------------------------
+
+
+def _timeout_answer(seconds: float) -> HTTPException:
+    return HTTPException(503, f"the query ran past the hub's {seconds:g} s statement limit; narrow it")
+
+
+@contextmanager
+def statement_timeout(db: HubDatabase, seconds: float = STATEMENT_TIMEOUT_S) -> Iterator[HubDatabase]:
+    """Statements run on ``db`` inside stop after ``seconds`` (a 503 with the reason, never a 500)."""
+    if db.dialect == "postgres":
+        db.execute(f"SET statement_timeout = {int(seconds * 1000)}")
+        try:
+            yield db
+        except CDMError as error:
+            if "statement timeout" in str(error):
+                raise _timeout_answer(seconds) from None
+            raise
+        return
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        db.con.interrupt()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield db
+    except (CDMError, duckdb.Error):
+        if fired.is_set():
+            raise _timeout_answer(seconds) from None
+        raise
+    finally:
+        timer.cancel()
