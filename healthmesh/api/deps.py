@@ -22,6 +22,7 @@ from fastapi import HTTPException, Request
 
 from healthmesh.api.audit import AuditWriter, ensure_audit_table
 from healthmesh.api.auth import Client, TokenIssuer
+from healthmesh.api.limits import statement_timeout
 from healthmesh.api.scoring_workers import ScoringWorkers, score_body
 from healthmesh.api.tokenstate import token_state_for
 from healthmesh.cdm import HubDatabase, connect, init_cdm
@@ -96,7 +97,8 @@ class HubState:
         # DuckDB: a cursor on the one connection; PostgreSQL: a connection of its own.
         db = self.db.cursor()
         try:
-            yield db
+            with statement_timeout(db):  # a request's queries stop at the limit: a 503, not a hung worker
+                yield db
         finally:
             db.close()
 
