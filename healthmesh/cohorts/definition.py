@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +33,7 @@ from healthmesh.errors import CohortError
 
 __all__ = [
     "DOMAINS",
+    "LIMITS",
     "CohortDefinition",
     "ConceptItem",
     "EndStrategy",
@@ -54,6 +55,15 @@ DOMAINS: dict[str, tuple[str, str, str]] = {
     "death": ("death", "cause_concept_id", "death_date"),
 }
 
+# What one definition may ask of the hub: each rule, concept and set is SQL the hub runs for the caller.
+LIMITS = {"inclusion_rules": 40, "concept_sets": 40, "concepts": 500, "gender_concept_ids": 10}
+_DAYS = 100_000  # any window, washout or observation requirement, in days (some 270 years)
+_TEXT = 200
+ConceptId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Days = Annotated[int, Field(ge=-_DAYS, le=_DAYS)]
+Age = Annotated[int, Field(ge=0, le=200)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+
 Domain = Literal["condition", "drug", "procedure", "measurement", "observation", "visit", "death"]
 
 
@@ -64,9 +74,9 @@ class _Strict(BaseModel):
 class ConceptItem(_Strict):
     """One concept of a concept set, by id or by vocabulary and code; optionally with its descendants."""
 
-    concept_id: int | None = None
-    vocabulary_id: str | None = None
-    concept_code: str | None = None
+    concept_id: ConceptId | None = None
+    vocabulary_id: str | None = Field(default=None, max_length=50)
+    concept_code: str | None = Field(default=None, max_length=100)
     descendants: bool = False
     exclude: bool = False
 
@@ -81,32 +91,32 @@ class ConceptItem(_Strict):
 class Window(_Strict):
     """Days relative to the index date; None means unbounded. ``end_days`` 0 includes the index day."""
 
-    start_days: int | None = None
-    end_days: int | None = 0
+    start_days: Days | None = None
+    end_days: Days | None = 0
 
 
 class EntryEvent(_Strict):
     """The events that can start a cohort episode."""
 
     domain: Domain
-    concept_set: str | None = None
-    age_min: int | None = None
-    age_max: int | None = None
+    concept_set: str | None = Field(default=None, max_length=_TEXT)
+    age_min: Age | None = None
+    age_max: Age | None = None
     limit: Literal["first", "all"] = "all"
 
 
 class InclusionRule(_Strict):
     """One inclusion rule: an occurrence count in a window, an age range, or a gender."""
 
-    name: str
+    name: str = Field(max_length=_TEXT)
     domain: Domain | None = None
-    concept_set: str | None = None
+    concept_set: str | None = Field(default=None, max_length=_TEXT)
     window: Window = Window()
-    min_count: int = 1
-    max_count: int | None = None
-    age_min: int | None = None
-    age_max: int | None = None
-    gender_concept_ids: list[int] | None = None
+    min_count: Count = 1
+    max_count: Count | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
+    gender_concept_ids: list[ConceptId] | None = Field(default=None, max_length=LIMITS["gender_concept_ids"])
 
     @model_validator(mode="after")
     def _one_kind(self) -> InclusionRule:
@@ -130,22 +140,47 @@ class EndStrategy(_Strict):
     """Cohort end: the end of the observation period, or a fixed number of days after the start."""
 
     strategy: Literal["observation_period_end", "fixed"] = "observation_period_end"
-    days: int = 0
+    days: Days = 0
 
 
 class CohortDefinition(_Strict):
     """A cohort definition (see the module docstring)."""
 
-    name: str
-    description: str = ""
+    name: str = Field(max_length=_TEXT)
+    description: str = Field(default="", max_length=2000)
     concept_sets: dict[str, list[ConceptItem]] = Field(default_factory=dict)
     entry: EntryEvent
-    prior_observation_days: int = Field(default=0, ge=0)
-    post_observation_days: int = Field(default=0, ge=0)
-    washout_days: int = Field(default=0, ge=0)
+    prior_observation_days: int = Field(default=0, ge=0, le=_DAYS)
+    post_observation_days: int = Field(default=0, ge=0, le=_DAYS)
+    washout_days: int = Field(default=0, ge=0, le=_DAYS)
     inclusion_rules: list[InclusionRule] = Field(default_factory=list)
     limit: Literal["first", "all"] = "all"
     end: EndStrategy = EndStrategy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, document: Any) -> Any:
+        """Refuse a definition too large to run, before any of it is validated (or compiled)."""
+        if not isinstance(document, dict):
+            return document
+        rules, sets = document.get("inclusion_rules"), document.get("concept_sets")
+        if isinstance(rules, list) and len(rules) > LIMITS["inclusion_rules"]:
+            raise ValueError(
+                f"{len(rules)} inclusion rules; a definition may have at most {LIMITS['inclusion_rules']}"
+            )
+        if isinstance(sets, dict):
+            if len(sets) > LIMITS["concept_sets"]:
+                raise ValueError(
+                    f"{len(sets)} concept sets; a definition may have at most {LIMITS['concept_sets']}"
+                )
+            concepts = sum(len(items) for items in sets.values() if isinstance(items, list))
+            if concepts > LIMITS["concepts"]:
+                raise ValueError(
+                    f"{concepts} concepts in its sets; a definition may list at most {LIMITS['concepts']}"
+                )
+            if any(len(str(name)) > _TEXT for name in sets):
+                raise ValueError(f"a concept set name is longer than {_TEXT} characters")
+        return document
 
     @model_validator(mode="after")
     def _concept_sets_exist(self) -> CohortDefinition:
