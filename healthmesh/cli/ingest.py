@@ -97,6 +97,12 @@ def ingest(
     console.print(summary_table(report))
     rate = f"{report.records / report.seconds:,.0f} records/s" if report.seconds else ""
     console.print(f"{report.seconds:.1f} s, {rate}; report: {report_file}")
+    if report.redacted:
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in report.redacted_by_kind().items())
+        console.print(
+            f"redacted {report.redacted:,} identifier-looking values ({kinds}): not stored; counted by type"
+            " and field in the report"
+        )
     for item in report.rejections[:10]:
         where = f"entry {item['entry']}" if "entry" in item else f"record {item.get('record')}"
         err_console.print(

@@ -20,11 +20,12 @@ from healthmesh.ingest.detect import Source, discover
 from healthmesh.ingest.fhir.resource_types import SKIP_REASON
 from healthmesh.ingest.fhir.stage import (
     create_stage,
+    drop_raw_input,
     stage_bundle_files,
     stage_bundle_text,
     stage_ndjson_file,
 )
-from healthmesh.ingest.map import map_stage, prepare_connection, rebuild_derived
+from healthmesh.ingest.map import SCANNED_FIELDS, map_stage, prepare_connection, rebuild_derived, shown_sql
 from healthmesh.ingest.report import IngestReport
 from healthmesh.ingest.synthea_csv import stage_synthea_csv
 from healthmesh.privacy.pseudonym import register_pseudonym_function
@@ -107,7 +108,8 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     room = MAX_LISTED_REJECTIONS - len(report.rejections)
     for file, rec, entry, resource_type, rid, reason, parent in db.rows(
         f"""
-        SELECT file, rec, entry, resource_type, left(rid, 80), reason, parent_rid
+        SELECT file, rec, entry, resource_type, {shown_sql("left(rid, 80)", "rid")}, reason,
+               {shown_sql("parent_rid", "parent_rid")}
         FROM hm_checked JOIN hm_files USING (file_no)
         WHERE status = 'rejected' ORDER BY file, rec, entry, parent_rid NULLS FIRST, rid LIMIT {max(room, 0)}
         """
@@ -121,6 +123,15 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         "SELECT resource_type, count(*) FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1"
     ):
         report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
+    for resource_type, position, kind, count in db.rows(
+        """
+        SELECT resource_type, i, kind, count(*) FROM (
+            SELECT resource_type, generate_subscripts(pii, 1) AS i, unnest(pii) AS kind
+            FROM hm_checked WHERE status = 'loaded' AND pii IS NOT NULL
+        ) WHERE kind IS NOT NULL GROUP BY ALL ORDER BY ALL
+        """
+    ):
+        report.add_redactions(resource_type, SCANNED_FIELDS[position - 1][1], kind, count)
 
 
 def _unreadable_files(
@@ -245,6 +256,7 @@ def ingest_paths(
             transaction.commit()
     finally:
         transaction.rollback()
+        drop_raw_input(db)
     return _finish(db, report, started)
 
 
@@ -306,4 +318,6 @@ def ingest_bundle(db: HubDatabase, bundle: str | bytes, hub: str, secret_key: by
     except BaseException:
         db.execute("ROLLBACK")
         raise
+    finally:
+        drop_raw_input(db)
     return report

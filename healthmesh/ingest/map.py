@@ -13,8 +13,16 @@ from importlib import resources
 
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
+from healthmesh.privacy.scan import IDENTIFIER_MACROS, INGEST_ANY
 
-__all__ = ["EVENT_TABLES", "map_stage", "prepare_connection", "rebuild_derived"]
+__all__ = [
+    "EVENT_TABLES",
+    "SCANNED_FIELDS",
+    "map_stage",
+    "prepare_connection",
+    "rebuild_derived",
+    "shown_sql",
+]
 
 TYPE_CONCEPT_EHR = 32817
 
@@ -47,9 +55,8 @@ def _in(values: tuple[str, ...] | frozenset[str]) -> str:
 def prepare_connection(db: HubDatabase, salt: str) -> None:
     """Macros and the code-system table the mapping needs, on this connection."""
     db.execute("SET VARIABLE hm_salt = ?", [salt])
-    for statement in (
-        resources.files("healthmesh.ingest.fhir").joinpath("macros.sql").read_text().split(";\n")
-    ):
+    macros = resources.files("healthmesh.ingest.fhir").joinpath("macros.sql").read_text()
+    for statement in (macros + IDENTIFIER_MACROS).split(";\n"):
         if statement.strip():
             db.execute(statement)
     systems = json.loads(resources.files("healthmesh.ingest.fhir").joinpath("code_systems.json").read_text())
@@ -111,16 +118,80 @@ def _check(db: HubDatabase) -> None:
                     THEN resource_type || ' without a code'
             END AS reason
             FROM s
+        ), p AS (  -- identifier-looking values of the records that may land (one regexp per record)
+            SELECT *, CASE WHEN reason IS NULL AND kind <> 'skipped'
+                                AND regexp_matches(concat_ws(chr(10), {_scanned_values()}), {_sql_literal(INGEST_ANY)})
+                           THEN [{_scanned_kinds()}] END AS pii_found
+            FROM r
         )
-        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}),
+        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}, pii_found) REPLACE ({_redacted_columns()}),
+               {_applied_redactions()} AS pii,
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
                hm_key(resource_type, rid) AS record_id, {_VOCABULARY_COLUMNS},
                CASE WHEN c.resource_type IN {_in(_EVENT_TYPES)} THEN {_target_table()} END AS target
-        FROM r c {_VOCABULARY_JOINS}
+        FROM p c {_VOCABULARY_JOINS}
         """
     )
+
+
+# Staged values that can land in the CDM as text, their element (as the ingest report names it),
+# and the vocabulary join whose match makes the value a known code (kept: a code the hub's
+# vocabulary knows is not an identifier typed into a field). An identifier-looking value is
+# stored as NULL: a code then maps to concept 0 with no source code, the record still lands.
+# The Organization's id is kept as a key but not copied into care_site_source_value.
+SCANNED_FIELDS: tuple[tuple[str, str, str | None], ...] = (
+    ("code", "code", "m"),
+    ("value_code", "valueCodeableConcept.code", "v"),
+    ("value_display", "valueCodeableConcept.display", None),
+    ("value_string", "valueString", None),
+    ("value_unit", "valueQuantity.unit", "u"),
+    ("visit_class", "class.code", None),
+    ("gender", "gender", None),
+    ("race", "race", None),
+    ("org_name", "name", None),
+    ("addr_city", "address.city", None),
+    ("addr_state", "address.state", None),
+    ("addr_postal", "address.postalCode", None),
+    ("rid", "id", None),
+)
+_ORGANIZATION_ID = len(SCANNED_FIELDS)  # position of the id in ``pii`` (1-based)
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _scanned_value(column: str) -> str:
+    return "CASE WHEN resource_type = 'Organization' THEN rid END" if column == "rid" else column
+
+
+def _scanned_values() -> str:
+    return ", ".join(_scanned_value(column) for column, _, _ in SCANNED_FIELDS)
+
+
+def _scanned_kinds() -> str:
+    return ", ".join(f"hm_identifier_kind({_scanned_value(column)})" for column, _, _ in SCANNED_FIELDS)
+
+
+def _applied(i: int, vocabulary: str | None) -> str:
+    """SQL for the detector kind of scanned field ``i`` (1-based) when its value is redacted, else NULL."""
+    found = f"c.pii_found[{i}]"
+    return f"CASE WHEN {vocabulary}.vocabulary_id IS NULL THEN {found} END" if vocabulary else found
+
+
+def _redacted_columns() -> str:
+    return ", ".join(
+        f"CASE WHEN ({_applied(i, vocabulary)}) IS NULL THEN c.{column} END AS {column}"
+        for i, (column, _, vocabulary) in enumerate(SCANNED_FIELDS, start=1)
+        if column != "rid"
+    )
+
+
+def _applied_redactions() -> str:
+    kinds = ", ".join(_applied(i, v) for i, (_, _, v) in enumerate(SCANNED_FIELDS, start=1))
+    return f"CASE WHEN c.pii_found IS NOT NULL THEN [{kinds}] END"
 
 
 # Staged columns that nothing after the checks reads: kept out of the wide hm_checked table.
@@ -145,7 +216,15 @@ _CHECK_ONLY = (
 
 def _quoted(column: str, length: int = 40) -> str:
     """SQL for the value of ``column`` in single quotes, cut to ``length`` characters, for a reason."""
-    return f"chr(39) || left({column}, {length}) || chr(39)"
+    return shown_sql(f"chr(39) || left({column}, {length}) || chr(39)", column)
+
+
+def shown_sql(shown: str, column: str) -> str:
+    """SQL for ``shown`` (an expression of ``column``), or ``[redacted]`` when the value may hold an
+    identifier: reasons and ids of rejected records go to reports and API answers."""
+    return (
+        f"CASE WHEN regexp_matches({column}, {_sql_literal(INGEST_ANY)}) THEN '[redacted]' ELSE {shown} END"
+    )
 
 
 def _dedupe_and_reference_rows(db: HubDatabase) -> str:
@@ -213,7 +292,7 @@ def _reference_tables(db: HubDatabase) -> None:
         "care_site_id",
         f"""
         SELECT record_id AS care_site_id, left(org_name, 255) AS care_site_name, {_ADDRESS_KEY} AS location_id,
-               left(rid, 50) AS care_site_source_value, left(code, 50) AS place_of_service_source_value
+               CASE WHEN pii[{_ORGANIZATION_ID}] IS NULL THEN left(rid, 50) END AS care_site_source_value, left(code, 50) AS place_of_service_source_value
         FROM hm_ok WHERE resource_type = 'Organization'
         """,
     )
@@ -265,9 +344,10 @@ def _reference_tables(db: HubDatabase) -> None:
     )
     # Records of Patients that are neither in this load nor already in the hub are rejected.
     db.execute(
-        """
+        f"""
         UPDATE hm_checked SET status = 'rejected',
-               reason = 'subject ' || left(subject_ref, 80) || ' is not a Patient of this load or of the hub'
+               reason = 'subject ' || {shown_sql("left(subject_ref, 80)", "subject_ref")}
+                   || ' is not a Patient of this load or of the hub'
         WHERE status = 'loaded' AND resource_type <> 'Patient' AND subject_ref IS NOT NULL
           AND person_id NOT IN (SELECT person_id FROM person)
         """

@@ -1,4 +1,5 @@
-"""The ingest report: every input record accounted for (loaded, skipped or rejected)."""
+"""The ingest report: every input record accounted for (loaded, skipped or rejected), and every
+identifier-looking value that was not stored (counted by resource type, field and detector, never shown)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class IngestReport:
     ignored_files: list[dict[str, str]] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # resource type -> field -> detector kind -> values stored as NULL
+    redactions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def records(self) -> int:
@@ -39,6 +42,24 @@ class IngestReport:
     @property
     def rejected(self) -> int:
         return sum(t["rejected"] for t in self.by_type.values())
+
+    @property
+    def redacted(self) -> int:
+        return sum(
+            n for fields in self.redactions.values() for kinds in fields.values() for n in kinds.values()
+        )
+
+    def redacted_by_kind(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for fields in self.redactions.values():
+            for kinds in fields.values():
+                for kind, count in kinds.items():
+                    totals[kind] = totals.get(kind, 0) + count
+        return dict(sorted(totals.items()))
+
+    def add_redactions(self, resource_type: str, field_name: str, kind: str, count: int) -> None:
+        kinds = self.redactions.setdefault(resource_type, {}).setdefault(field_name, {})
+        kinds[kind] = kinds.get(kind, 0) + count
 
     def add_counts(
         self, resource_type: str, records: int, loaded: int, skipped: int, rejected: int, mapped: int
@@ -72,6 +93,7 @@ class IngestReport:
                 "loaded": self.loaded,
                 "skipped": self.skipped_count,
                 "rejected": self.rejected,
+                "redacted": self.redacted,
             },
             "seconds": round(self.seconds, 3),
             "resources_per_second": round(self.records / self.seconds) if self.seconds else None,
@@ -79,6 +101,10 @@ class IngestReport:
             "mapped_share": self.mapped_share(),
             "files": self.files,
             "skipped": self.skipped,
+            "redactions": {
+                "by_kind": self.redacted_by_kind(),
+                "by_type": {t: self.redactions[t] for t in sorted(self.redactions)},
+            },
             "rejections": self.rejections,
             "ignored_files": self.ignored_files,
             "tables": self.tables,

@@ -29,8 +29,11 @@ from healthmesh.errors import PrivacyError
 
 __all__ = [
     "ENTITIES",
+    "IDENTIFIER_MACROS",
+    "INGEST_ANY",
     "Finding",
     "ScanReport",
+    "identifier_kind",
     "kr_rrn_valid",
     "scan_database",
     "scan_file",
@@ -312,3 +315,97 @@ def write_report(report: ScanReport, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     return target
+
+
+# --- Identifiers stopped at ingest --------------------------------------------------------------
+# The detectors a field value is checked with before it is stored: identifiers that name a person
+# by themselves (numbers, contact points, a titled name). Street addresses and bare names are left
+# to the database scan: in clinical free text they match too often ("경구로 1회", "Grace Period").
+# Each pattern is written for RE2 (DuckDB's regexp_*: no look-around, so boundaries are consumed
+# characters) and reads the same in Python's ``re`` with ASCII classes: the SQL mapping and the
+# in-memory twin (``identifier_kind``) apply one rule. Checksums (RRN, Luhn) and the SSN's
+# never-issued parts are checked in SQL macros (``IDENTIFIER_MACROS``) and in Python alike.
+_LEFT = r"(?:^|[^\w-])"
+_RIGHT = r"(?:[^\w-]|$)"
+_KR_MOBILE = r"(?:\+82[- .]?0?|0)1[016789][- .]?\d{3,4}[- .]?\d{4}"  # 010-1234-5678, 01012345678, +82 10...
+_KR_LANDLINE = (
+    r"(?:\+82[- .]?|0)(?:2|[3-6][1-5]|70)[- .]\d{3,4}[- .]\d{4}"  # 02-123-4567, 031.123.4567
+    r"|\(0(?:2|[3-6][1-5]|70)\) ?\d{3,4}[- .]?\d{4}"  # (02) 123-4567
+)
+_NORTH_AMERICAN = r"(?:\+1[-. ]?)?\(?\d{3}\)?[-. ]\d{3}[-. ]\d{4}"
+INGEST_PATTERNS: dict[str, str] = {
+    "EMAIL": r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}",
+    "KR_RRN": _LEFT + r"\d{6}-?[1-8]\d{6}" + _RIGHT,
+    "US_SSN": _LEFT + r"\d{3}-\d{2}-\d{4}" + _RIGHT,
+    "CREDIT_CARD": _LEFT + r"(?:\d{4}[- ]){3}\d{1,7}" + _RIGHT,
+    "PHONE": _LEFT + f"(?:{_KR_MOBILE}|{_KR_LANDLINE}|{_NORTH_AMERICAN})" + _RIGHT,
+    "PERSON_NAME": r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ \t]+[A-Z][a-z]+",
+}
+# Any of them, unchecked: one regexp per record decides whether its fields are looked at closer.
+INGEST_ANY = "|".join(f"(?:{p})" for p in INGEST_PATTERNS.values())
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# SQL macros (DuckDB): the checks behind each pattern, over the digits of one match.
+IDENTIFIER_MACROS = f"""
+CREATE OR REPLACE TEMP MACRO hm_digits(m) AS regexp_replace(m, '[^0-9]', '', 'g');
+CREATE OR REPLACE TEMP MACRO hm_rrn_ok(m) AS (
+    try_cast(CASE WHEN substr(hm_digits(m), 7, 1) IN ('1', '2', '5', '6') THEN '19' ELSE '20' END
+             || substr(hm_digits(m), 1, 2) || '-' || substr(hm_digits(m), 3, 2) || '-'
+             || substr(hm_digits(m), 5, 2) AS DATE) IS NOT NULL
+    AND (contains(m, '-') OR (11 - list_sum(list_transform(range(12), lambda i:
+            substr(hm_digits(m), i + 1, 1)::INTEGER * [2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5][i + 1])) % 11) % 10
+        = substr(hm_digits(m), 13, 1)::INTEGER));
+CREATE OR REPLACE TEMP MACRO hm_ssn_ok(m) AS
+    substr(hm_digits(m), 1, 3) NOT IN ('000', '666') AND substr(hm_digits(m), 4, 2) <> '00'
+    AND substr(hm_digits(m), 6, 4) <> '0000';
+CREATE OR REPLACE TEMP MACRO hm_luhn_ok(m) AS
+    length(hm_digits(m)) BETWEEN 13 AND 19 AND substr(hm_digits(m), 1, 1) IN ('3', '4', '5', '6')
+    AND list_sum(list_transform(range(length(hm_digits(m))), lambda i:
+        CASE WHEN i % 2 = 0 THEN substr(hm_digits(m), length(hm_digits(m)) - i, 1)::INTEGER
+             ELSE [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][substr(hm_digits(m), length(hm_digits(m)) - i, 1)::INTEGER + 1]
+        END)) % 10 = 0;
+CREATE OR REPLACE TEMP MACRO hm_identifier_kind(x) AS CASE
+    WHEN x IS NULL THEN NULL
+    WHEN regexp_matches(x, {_sql_literal(INGEST_PATTERNS["EMAIL"])}) THEN 'EMAIL'
+    WHEN list_contains(list_transform(regexp_extract_all(x, {_sql_literal(INGEST_PATTERNS["KR_RRN"])}),
+                                      lambda m: hm_rrn_ok(m)), true) THEN 'KR_RRN'
+    WHEN list_contains(list_transform(regexp_extract_all(x, {_sql_literal(INGEST_PATTERNS["US_SSN"])}),
+                                      lambda m: hm_ssn_ok(m)), true) THEN 'US_SSN'
+    WHEN list_contains(list_transform(regexp_extract_all(x, {_sql_literal(INGEST_PATTERNS["CREDIT_CARD"])}),
+                                      lambda m: hm_luhn_ok(m)), true) THEN 'CREDIT_CARD'
+    WHEN regexp_matches(x, {_sql_literal(INGEST_PATTERNS["PHONE"])}) THEN 'PHONE'
+    WHEN regexp_matches(x, {_sql_literal(INGEST_PATTERNS["PERSON_NAME"])}) THEN 'PERSON_NAME'
+END;
+"""
+
+
+_INGEST_RE = {kind: re.compile(pattern, re.ASCII) for kind, pattern in INGEST_PATTERNS.items()}
+_INGEST_CHECKS = {
+    "KR_RRN": lambda m: (
+        _rrn_date_ok(_digits(m)[:6], _digits(m)[6:]) and ("-" in m or _rrn_checksum_ok(_digits(m)))
+    ),
+    "US_SSN": lambda m: _ssn_confidence(_digits(m)[:3], _digits(m)[3:5], _digits(m)[5:]) is not None,
+    "CREDIT_CARD": lambda m: 13 <= len(_digits(m)) <= 19 and _digits(m)[0] in "3456" and _luhn_ok(_digits(m)),
+}
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"[^0-9]", "", text)
+
+
+def identifier_kind(value: str | None) -> str | None:
+    """The kind of identifier ``value`` holds, as ingest decides it (``hm_identifier_kind`` in SQL), or None."""
+    if not value:
+        return None
+    for kind, pattern in _INGEST_RE.items():
+        check = _INGEST_CHECKS.get(kind)
+        if check is None:
+            if pattern.search(value):
+                return kind
+        elif any(check(m.group()) for m in pattern.finditer(value)):
+            return kind
+    return None

@@ -17,6 +17,7 @@ from healthmesh.ingest.fhir.paths import PATHS, fields_for
 __all__ = [
     "MAX_RECORD_BYTES",
     "create_stage",
+    "drop_raw_input",
     "stage_bundle_files",
     "stage_bundle_text",
     "stage_ndjson_file",
@@ -117,6 +118,13 @@ _INVALID_JSON = "not valid JSON (truncated, binary or not UTF-8)"
 
 def create_stage(db: HubDatabase) -> None:
     db.execute(resources.files("healthmesh.ingest.fhir").joinpath("stage.sql").read_text())
+
+
+def drop_raw_input(db: HubDatabase) -> None:
+    """Drop the tables that hold input as it was read (before identifiers were redacted), so that a
+    long-lived connection (the hub service) does not keep the last Bundle's text in memory."""
+    for table in ("hm_stage", "hm_docs", "hm_again"):
+        db.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _sql_str(value: str) -> str:

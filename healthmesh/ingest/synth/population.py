@@ -312,6 +312,35 @@ def _checkup(
     return eid
 
 
+# One person in TYPED_IDENTIFIER_EVERY has an identifier typed into clinical free text, as happens
+# in real records: a narrative Observation whose valueString holds a name and a phone number, a
+# resident registration number or an e-mail (and its code.text a name). Ingest must not store them.
+TYPED_IDENTIFIER_EVERY = 50
+_NARRATIVE = ("46240-8", "History of Hospitalizations+Outpatient visits Narrative")
+
+
+def _typed_identifier(p: _Person, out: PersonRecords, rng: random.Random) -> None:
+    """The narrative Observation; ``rng`` is the person's own stream, so the rest of the output is unchanged."""
+    given = rng.choice(_GIVEN_M if p.male else _GIVEN_F)
+    family = rng.choice(_FAMILY)
+    phone = f"010-{rng.randrange(10000):04d}-{rng.randrange(10000):04d}"
+    text = rng.choice(
+        (
+            f"Guardian {given} {family} {phone}",
+            f"RRN {_rrn(p.birth, p.male, rng)} on referral",
+            f"Contact {given.lower()}.{family.lower()}@example.kr",
+            f"보호자 연락처 {phone.replace('-', '')}",
+        )
+    )
+    day = p.last_event  # a day the person is already seen: the observation period is unchanged
+    out.add(
+        "Observation",
+        f'{{"resourceType":"Observation","id":"{p.next_id("o")}","status":"final","code":{{"coding":[{{"system":'
+        f'"{LOINC}","code":"{_NARRATIVE[0]}","display":"{_NARRATIVE[1]}"}}],"text":"Narrative for {given} {family}"}},'
+        f'"subject":{{"reference":"Patient/{p.pid}"}},"effectiveDateTime":"{_ts(day)}","valueString":"{text}"}}',
+    )
+
+
 def _patient_line(p: _Person, region: Region, rng: random.Random) -> str:
     given = rng.choice(_GIVEN_M if p.male else _GIVEN_F)
     family = rng.choice(_FAMILY)
@@ -410,4 +439,6 @@ def simulate_person(
             died = max(p.last_event, date(year, 1, 1)) + timedelta(days=1 + rng.randrange(60))
             p.deceased = died if died <= date(END_YEAR, 12, 31) else None
     out.lines.setdefault("Patient", []).insert(0, _patient_line(p, region, rng))
+    if index % TYPED_IDENTIFIER_EVERY == 3:
+        _typed_identifier(p, out, random.Random(f"{seed}/{region.hub}/{index}/typed"))
     return out
