@@ -82,6 +82,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(body, status_code=422, media_type="application/fhir+json")
         return JSONResponse({"detail": reason}, status_code=422)
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, error: RecursionError) -> JSONResponse:
+        # The request guard refuses deep JSON before parsing; this catches any other input that nests.
+        return JSONResponse({"detail": "the input nests too deeply to read"}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

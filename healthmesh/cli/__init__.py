@@ -31,6 +31,7 @@ err_console = Console(stderr=True)
 def _register() -> None:
     # Imported here so that each verb group stays a separate, small module.
     from healthmesh.cli import (
+        audit,
         cdm,
         cohort,
         demo,
@@ -55,6 +56,7 @@ def _register() -> None:
     app.add_typer(forecast.app, name="forecast")
     app.add_typer(federate.app, name="federate")
     app.add_typer(hub.app, name="hub")
+    app.add_typer(audit.app, name="audit")
 
 
 _register()

@@ -57,6 +57,12 @@ def serve(
         ),
     ] = 0,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    ssl_certfile: Annotated[
+        Path | None, typer.Option("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option("--ssl-keyfile", help="the certificate's key (PEM)")
+    ] = None,
 ) -> None:
     """Serve the hub's API (OpenAPI at /docs) until Ctrl-C."""
     import uvicorn
@@ -72,11 +78,21 @@ def serve(
     config = config_from_settings(
         hub, db, _models(model), scorer_pool=scorers, scoring_processes=scoring_processes
     )
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("give --ssl-certfile and --ssl-keyfile together (HTTPS), or neither")
+    for tls_file in (ssl_certfile, ssl_keyfile):
+        if tls_file is not None and not tls_file.is_file():
+            raise ConfigError(f"no TLS file at {tls_file}")
     application = create_app(config)
+    scheme = "https" if ssl_certfile else "http"
     console.print(
-        f"hub {hub}: http://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False
+        f"hub {hub}: {scheme}://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False
     )
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        application, host=host, port=port, log_level=log_level, access_log=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )  # fmt: skip
 
 
 @app.command()
