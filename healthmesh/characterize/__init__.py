@@ -1,7 +1,7 @@
 """Characterization of a hub (OHDSI Achilles-style analyses) and its catalog entry.
 
-``characterize(db, out_dir, min_count)`` runs the analyses and releases only suppressed aggregates;
-``build_catalog(db, hub, out_dir, min_count)`` describes the dataset for the network.
+``characterize(db, out_dir, release=...)`` runs the analyses and releases their counts through the
+hub's ``Release``; ``build_catalog(db, hub, out_dir, release=...)`` describes the dataset for the network.
 """
 
 from __future__ import annotations

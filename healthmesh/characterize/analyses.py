@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ANALYSES", "ILI_CONCEPT_ID", "Analysis"]
+__all__ = ["ANALYSES", "DOMAIN_TABLES", "ILI_CONCEPT_ID", "Analysis"]
 
 ILI_CONCEPT_ID = 2000000001
 
@@ -76,6 +76,9 @@ _DOMAINS = (
     ("device_exposure", "device"),
     ("death", "death"),
 )
+
+# Domain label (as analyses 2000 and 2001 name it) -> its CDM table.
+DOMAIN_TABLES = {label: table for table, label in _DOMAINS}
 
 _RECORDS_PER_PERSON = " UNION ALL ".join(
     f"SELECT '{label}' AS domain, person_id, count(*) AS n FROM {table} GROUP BY person_id"

@@ -1,4 +1,9 @@
-"""The hub's catalog entry: a DCAT-like description built only from suppressed aggregates."""
+"""The hub's catalog entry: a DCAT-like description built only from released aggregates.
+
+A fixed publication, like characterization: its counts take label keys, the same labels as the
+same quantities elsewhere (persons: ``persons_label``; rows of a table: ``rows_label``, also the
+quality report's denominators), so every place that shows a quantity shows the same noisy value.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from typing import Any
 
 from healthmesh.cdm import CDM_VERSION, vocabulary_version
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.characterize.runner import characterize
-from healthmesh.privacy.disclosure import assert_release_safe, check_min_count, safe_count
-from healthmesh.quality.report import QualityReport
+from healthmesh.characterize.runner import characterize, persons_label
+from healthmesh.privacy.disclosure import assert_release_safe
+from healthmesh.privacy.release import Release
+from healthmesh.quality.report import QualityReport, rows_label
 from healthmesh.quality.runner import run_quality
 
 __all__ = ["build_catalog"]
@@ -39,18 +45,19 @@ def _period(db: HubDatabase) -> dict[str, str | None]:
     return {"start_month": row[0], "end_month": row[1]}
 
 
-def _domains(db: HubDatabase, min_count: int) -> list[dict[str, Any]]:
+def _domains(db: HubDatabase, release: Release) -> list[dict[str, Any]]:
     present = db.tables()
     out = []
     for table in _DOMAIN_TABLES:
         if table not in present:
             continue
         records, persons = db.rows(f"SELECT count(*), count(DISTINCT person_id) FROM {table}")[0]
+        persons_key = persons_label() if table == "person" else persons_label(table)
         out.append(
             {
                 "table": table,
-                "record_count": safe_count(int(records), min_count),
-                "person_count": safe_count(int(persons), min_count),
+                "record_count": release.count(int(records), release.label_key(*rows_label(table))),
+                "person_count": release.count(int(persons), release.label_key(*persons_key)),
             }
         )
     return out
@@ -85,7 +92,8 @@ def build_catalog(
     db: HubDatabase,
     hub: str,
     out_dir: str | Path | None = None,
-    min_count: int = 5,
+    *,
+    release: Release,
     quality: QualityReport | None = None,
     characterization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -93,9 +101,9 @@ def build_catalog(
 
     Reuses a quality report and a characterization of the same run when passed, else runs them.
     """
-    check_min_count(min_count)
-    quality = quality or run_quality(db, min_count=min_count)
-    characterization = characterization or characterize(db, min_count=min_count, hub=hub, charts=False)
+    min_count = release.min_count
+    quality = quality or run_quality(db, release=release)
+    characterization = characterization or characterize(db, release=release, hub=hub, charts=False)
     summary = quality.summary()
     persons = int(db.scalar("SELECT count(*) FROM person")) if "person" in db.tables() else 0
     entry: dict[str, Any] = {
@@ -104,15 +112,16 @@ def build_catalog(
         "dct:identifier": f"healthmesh:{hub}",
         "dct:title": f"healthmesh hub {hub}: OMOP CDM v{CDM_VERSION}",
         "dct:description": "Person-level data stays at the hub; this entry holds only aggregates that "
-        f"passed disclosure control (counts below {min_count} withheld).",
+        f"passed disclosure control (counts below {min_count} withheld, the others perturbed by at most "
+        f"{release.max_noise}).",
         "dct:issued": datetime.now(UTC).isoformat(timespec="seconds"),
         "dct:temporal": _period(db) if "observation_period" in db.tables() else None,
         "hub": hub,
         "cdm_version": CDM_VERSION,
         "vocabulary_version": vocabulary_version(db) if "vocabulary" in db.tables() else "unknown",
         "min_count": min_count,
-        "person_count": safe_count(persons, min_count),
-        "domains": _domains(db, min_count),
+        "person_count": release.count(persons, release.label_key(*persons_label())),
+        "domains": _domains(db, release),
         "quality": {
             "checks_run": summary["checks_run"],
             "pct_passed": summary["pct_passed"],

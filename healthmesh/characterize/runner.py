@@ -1,9 +1,19 @@
-"""Run the analyses, pass every result through disclosure control, write JSON and charts."""
+"""Run the analyses, pass every count through the hub's ``Release``, write JSON and charts.
+
+Characterization is a fixed publication: the same analyses, the same cells, on every run; a caller
+cannot phrase a cell of it anew. Its cells therefore take label keys (``Release.label_key``) rather
+than person-set keys, as ``healthmesh.privacy.release`` allows for fixed publications. A quantity
+published in two places (the number of persons, persons per domain: also in the catalog) has one
+label, so both places show the same noisy value and an attacker gets one draw of it, not two.
+Statistics (quantiles, means) are withheld over fewer than ``min_count`` persons; proportions are
+computed from released counts only (an exact proportion times a released total gives the exact count).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,34 +21,83 @@ from typing import Any
 import pandas as pd
 
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.characterize.analyses import ANALYSES, STATS, Analysis
+from healthmesh.characterize.analyses import ANALYSES, DOMAIN_TABLES, STATS, Analysis
 from healthmesh.privacy.disclosure import (
+    SUPPRESSED_COLUMN,
     assert_release_safe,
-    check_min_count,
     frame_records,
-    safe_count,
     suppress_counts,
     suppress_statistics,
 )
+from healthmesh.privacy.release import Release
 
-__all__ = ["characterize", "ili_weekly", "release_analysis"]
+__all__ = ["characterize", "ili_weekly", "persons_label", "release_analysis"]
+
+_KEY = "_cell_key"
 
 
-def _suppress_concepts(frame: pd.DataFrame, total_persons: int | None, min_count: int) -> pd.DataFrame:
+def persons_label(table: str | None = None) -> tuple[str, ...]:
+    """The label of "persons in the hub" (or "persons with a record in ``table``"), shared with the catalog."""
+    return ("persons",) if table is None else ("persons in", table)
+
+
+def _part(value: Any) -> Any:
+    """A stratum value as a label part: the same text whichever engine (DuckDB, PostgreSQL) returned it."""
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _labeller(analysis: Analysis, column: str) -> Callable[[dict[Any, Any]], tuple[Any, ...]]:
+    if analysis.analysis_id == 1:
+        return lambda row: persons_label()
+    if analysis.analysis_id == 2001:
+        return lambda row: persons_label(DOMAIN_TABLES.get(str(row["domain"]), str(row["domain"])))
+    return lambda row: (
+        "characterization",
+        analysis.analysis_id,
+        column,
+        *(_part(row[s]) for s in analysis.strata),
+    )
+
+
+def _keys(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release) -> list[int]:
+    label = _labeller(analysis, column)
+    return [release.label_key(*label(row)) for row in frame.to_dict(orient="records")]
+
+
+def _release_column(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release) -> pd.Series:
+    """One column of counts, each cell perturbed by its own label key (rows already suppressed stay NA)."""
+    keys = _keys(frame, analysis, column, release)
+    values = [
+        pd.NA if pd.isna(v) else release.count(int(v), k) for v, k in zip(frame[column], keys, strict=True)
+    ]
+    return pd.Series(pd.array([pd.NA if v is None else v for v in values], dtype="Int64"), index=frame.index)
+
+
+def _release_concepts(
+    analysis: Analysis, frame: pd.DataFrame, release: Release, total_persons: int | None
+) -> pd.DataFrame:
     """Persons and records per concept: a concept hidden in one column is hidden in both."""
     frame = frame.reset_index(drop=True)
-    hidden = pd.Series(False, index=frame.index)
-    while True:  # until the persons and records columns agree on what is hidden
+    persons = _release_column(frame, analysis, "persons", release)
+    records = _release_column(frame, analysis, "records", release)
+    hidden = (persons.isna() | records.isna()).to_numpy()
+    while True:  # complementary suppression until the two columns agree on what is hidden
         before = hidden.copy()
         for col in ("persons", "records"):
             forced = frame.assign(**{col: frame[col].where(~hidden, 1)})  # hidden cells count as small
-            hidden |= suppress_counts(forced, col, ["concept_id"], min_count)["suppressed"].to_numpy()
-        if hidden.equals(before):
+            hidden |= suppress_counts(forced, col, ["concept_id"], release.min_count)[
+                SUPPRESSED_COLUMN
+            ].to_numpy()
+        if (hidden == before).all():
             break
     out = frame.copy()
-    out["persons"] = frame["persons"].astype("Int64").mask(hidden)
-    out["records"] = frame["records"].astype("Int64").mask(hidden)
-    out["suppressed"] = hidden.to_numpy()
+    out["persons"] = persons.mask(hidden)
+    out["records"] = records.mask(hidden)
+    out[SUPPRESSED_COLUMN] = hidden
     if total_persons:
         out["prevalence"] = (out["persons"].astype("Float64") / total_persons).round(6)
     else:
@@ -47,35 +106,47 @@ def _suppress_concepts(frame: pd.DataFrame, total_persons: int | None, min_count
 
 
 def release_analysis(
-    analysis: Analysis, frame: pd.DataFrame, min_count: int, total_persons: int | None = None
+    analysis: Analysis, frame: pd.DataFrame, release: Release, total_persons: int | None = None
 ) -> pd.DataFrame:
-    """The result of one analysis as it may leave the hub."""
+    """The result of one analysis as it may leave the hub (``total_persons``: the released total)."""
     if analysis.kind == "concepts":
-        return _suppress_concepts(frame, total_persons, min_count)
+        return _release_concepts(analysis, frame, release, total_persons)
     if analysis.kind == "distribution":
-        out = suppress_statistics(frame, "n_persons", STATS, min_count)
-        # Records behind a statistic: withheld with it, or when themselves small.
-        records = pd.to_numeric(frame["count_value"]).fillna(0).astype("int64")
-        small = out["suppressed"].to_numpy() | ((records > 0) & (records < min_count)).to_numpy()
-        out["count_value"] = records.astype("Int64").mask(small)
+        out = suppress_statistics(frame, "n_persons", STATS, release.min_count)
+        out["n_persons"] = _release_column(out, analysis, "n_persons", release)
+        records = pd.to_numeric(frame["count_value"]).fillna(0).astype("int64").reset_index(drop=True)
+        out["count_value"] = _release_column(
+            out.assign(count_value=records.astype("Int64")), analysis, "count_value", release
+        )
+        # A statistic is withheld with its persons or its records.
+        small = (
+            out[SUPPRESSED_COLUMN].to_numpy()
+            | out["n_persons"].isna().to_numpy()
+            | out["count_value"].isna().to_numpy()
+        )
+        out["n_persons"] = out["n_persons"].mask(small)
+        out["count_value"] = out["count_value"].mask(small)
         for col in STATS:
-            out[col] = pd.to_numeric(out[col]).round(4)
+            out[col] = pd.to_numeric(out[col].mask(small)).round(4)
+        out[SUPPRESSED_COLUMN] = small
         return out
-    return suppress_counts(frame, "count_value", list(analysis.strata), min_count)
+    keyed = frame.reset_index(drop=True)
+    keyed = keyed.assign(**{_KEY: _keys(keyed, analysis, "count_value", release)})
+    return release.table(keyed, "count_value", list(analysis.strata), key_col=_KEY)
 
 
 def _run(
-    db: HubDatabase, present: set[str], min_count: int
+    db: HubDatabase, present: set[str], release: Release
 ) -> tuple[list[dict[str, Any]], dict[int, pd.DataFrame]]:
     total = int(db.scalar("SELECT count(*) FROM person")) if "person" in present else 0
-    safe_total = safe_count(total, min_count)
+    released_total = release.count(total, release.label_key(*persons_label()))
     results: list[dict[str, Any]] = []
     frames: dict[int, pd.DataFrame] = {}
     for analysis in ANALYSES:
         if any(t not in present for t in analysis.tables):
             continue
         started = time.perf_counter()
-        released = release_analysis(analysis, db.df(analysis.sql), min_count, safe_total)
+        released = release_analysis(analysis, db.df(analysis.sql), release, released_total)
         frames[analysis.analysis_id] = released
         results.append(
             {
@@ -94,7 +165,8 @@ def _run(
 def characterize(
     db: HubDatabase,
     out_dir: str | Path | None = None,
-    min_count: int = 5,
+    *,
+    release: Release,
     hub: str | None = None,
     charts: bool = True,
 ) -> dict[str, Any]:
@@ -102,10 +174,10 @@ def characterize(
 
     With ``out_dir`` the document is written there, beside PNG charts of the main analyses.
     """
-    check_min_count(min_count)
+    min_count = release.min_count
     started = time.perf_counter()
     present = db.tables()
-    results, frames = _run(db, present, min_count)
+    results, frames = _run(db, present, release)
     document: dict[str, Any] = {
         "hub": hub,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -125,13 +197,14 @@ def characterize(
     return document
 
 
-def ili_weekly(db: HubDatabase, min_count: int = 5) -> pd.DataFrame:
-    """ILI visits per region and ISO week, suppressed, as a long frame ``unique_id, ds, y``.
+def ili_weekly(db: HubDatabase, release: Release) -> pd.DataFrame:
+    """ILI visits per region and ISO week, as released, as a long frame ``unique_id, ds, y``.
 
-    ``ds`` is the Monday of the ISO week; ``y`` is NaN where the count was withheld.
+    ``ds`` is the Monday of the ISO week; ``y`` is NaN where the count was withheld. The values are
+    those of analysis 9001 in the characterization (the same cells, the same noise).
     """
     analysis = next(a for a in ANALYSES if a.analysis_id == 9001)
-    released = release_analysis(analysis, db.df(analysis.sql), min_count)
+    released = release_analysis(analysis, db.df(analysis.sql), release)
     return pd.DataFrame(
         {
             "unique_id": released["region"].astype(str),

@@ -20,16 +20,28 @@ def count(
     db: Path = typer.Option(
         ..., "--db", help="Hub CDM: DuckDB file or postgresql:// URL.", envvar="HEALTHMESH_DATABASE_URL"
     ),
+    min_count: int | None = typer.Option(
+        None, "--min-count", help="Smallest count published (default: HEALTHMESH_MIN_CELL_COUNT or 5)."
+    ),
 ) -> None:
-    """Build the cohort on a hub and print the counts after each step (attrition)."""
+    """Build the cohort on a hub and print the persons after each step (attrition), as released.
+
+    The counts pass the hub's release path, as ``POST /cohorts/count`` does: small ones withheld,
+    the others perturbed by the key of their person set.
+    """
+    from healthmesh.cli.quality import hub_release
     from healthmesh.cohorts import build_cohort, load_cohort  # sqlglot: loaded only by cohort verbs
+    from healthmesh.cohorts.compiler import release_attrition
 
     cohort = load_cohort(definition)
+    release = hub_release(db, min_count)
     with connect(db, read_only=True) as hub:
-        result = build_cohort(hub, cohort)
-    table = Table("step", "events", "persons", title=f"cohort {cohort.name}")
-    for step in result.attrition:
-        table.add_row(str(step["step"]), f"{step['events']:,}", f"{step['persons']:,}")
+        result = build_cohort(hub, cohort, cell_key=release.person_key)
+    table = Table(
+        "step", "persons", title=f"cohort {cohort.name} (counts below {release.min_count} withheld)"
+    )
+    for step in release_attrition(result.attrition, release):
+        table.add_row(str(step["step"]), "withheld" if step["persons"] is None else f"{step['persons']:,}")
     console.print(table)
 
 

@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from healthmesh.cdm import connect
-from healthmesh.config import Settings
+from healthmesh.config import Settings, hub_keys
+from healthmesh.privacy.release import Release
 
-__all__ = ["catalog", "characterize", "quality", "register"]
+__all__ = ["catalog", "characterize", "hub_release", "quality", "register"]
 
 console = Console()
 
@@ -24,8 +25,15 @@ MIN_COUNT = typer.Option(
 )
 
 
-def _min_count(value: int | None) -> int:
-    return value if value is not None else Settings().min_cell_count
+def hub_release(db: Path | str, min_count: int | None = None) -> Release:
+    """The hub's release path: its release key (``hub_keys``) and its minimum cell count.
+
+    Every count these commands print or write passes it: the same cell shows the same value here,
+    in the hub service and in the network.
+    """
+    settings = Settings()
+    minimum = min_count if min_count is not None else settings.min_cell_count
+    return Release(hub_keys(settings, db).release, minimum)
 
 
 def quality(
@@ -40,7 +48,7 @@ def quality(
     from healthmesh.quality import run_quality
 
     with connect(db, read_only=True) as hub:
-        report = run_quality(hub, out, thresholds, _min_count(min_count))
+        report = run_quality(hub, out, thresholds, hub_release(db, min_count))
     summary = report.summary()
     table = Table("category", "checks", "passed", "failed")
     for category, cell in summary["by_category"].items():
@@ -66,7 +74,7 @@ def characterize(
     from healthmesh.characterize import characterize as run
 
     with connect(db, read_only=True) as database:
-        document = run(database, out, _min_count(min_count), hub=hub)
+        document = run(database, out, release=hub_release(db, min_count), hub=hub)
     console.print(
         f"{len(document['analyses'])} analyses in {document['duration_s']:.1f} s "
         f"(counts below {document['min_count']} withheld): {out / 'characterization.json'}, "
@@ -80,11 +88,11 @@ def catalog(
     out: Path = OUT,
     min_count: int | None = MIN_COUNT,
 ) -> None:
-    """Build the hub's catalog entry from suppressed aggregates; write catalog.json to OUT."""
+    """Build the hub's catalog entry from released aggregates; write catalog.json to OUT."""
     from healthmesh.characterize import build_catalog
 
     with connect(db, read_only=True) as database:
-        entry = build_catalog(database, hub, out, _min_count(min_count))
+        entry = build_catalog(database, hub, out, release=hub_release(db, min_count))
     console.print(
         f"catalog entry for {hub}: {entry['person_count']} persons, "
         f"{entry['quality']['pct_passed']}% of checks passed: {out / 'catalog.json'}"

@@ -1,23 +1,35 @@
 """Compile a cohort definition to SQL over the CDM and run it, counting attrition at every step.
 
 Each step is one ``CREATE OR REPLACE TEMP TABLE`` over the step before, so the attrition counts
-(events and persons) come from the very tables the cohort is built from. The SQL is written in the
+(events and persons) come from the very tables the cohort is built from. Given a ``cell_key``
+(``Release.person_key``), each step also carries the key of its person set, which the release path
+needs to perturb the step's count (the same persons, however phrased, get the same noise). The SQL is written in the
 DuckDB dialect with portable constructs (no QUALIFY; window functions in subqueries); ``to_dialect``
 transpiles it with sqlglot for PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import sqlglot
 
 from healthmesh.cdm import HubDatabase
 from healthmesh.cohorts.definition import DOMAINS, CohortDefinition, ConceptItem, Window
 from healthmesh.errors import CohortError
+from healthmesh.privacy.release import Release
 
-__all__ = ["CohortResult", "build_cohort", "compile_cohort", "concept_set_sql", "to_dialect"]
+__all__ = [
+    "CohortResult",
+    "build_cohort",
+    "compile_cohort",
+    "concept_set_sql",
+    "release_attrition",
+    "to_dialect",
+]
 
 
 @dataclass
@@ -215,8 +227,16 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text.lower())[:40]
 
 
-def build_cohort(db: HubDatabase, definition: CohortDefinition, prefix: str | None = None) -> CohortResult:
-    """Run a compiled definition on a hub; the cohort lands in the temp table ``<prefix>_cohort``."""
+def build_cohort(
+    db: HubDatabase,
+    definition: CohortDefinition,
+    prefix: str | None = None,
+    cell_key: Callable[[np.ndarray], int] | None = None,
+) -> CohortResult:
+    """Run a compiled definition on a hub; the cohort lands in the temp table ``<prefix>_cohort``.
+
+    With ``cell_key``, each attrition step also holds ``cell_key`` of its distinct person ids.
+    """
     prefix = prefix or f"hm_c_{_slug(definition.name)}"
     attrition: list[dict[str, object]] = []
     try:
@@ -227,9 +247,29 @@ def build_cohort(db: HubDatabase, definition: CohortDefinition, prefix: str | No
             events, persons = db.con.execute(
                 f"SELECT count(*), count(DISTINCT person_id) FROM {table}"
             ).fetchone()  # type: ignore[misc]
-            attrition.append({"step": label, "events": int(events), "persons": int(persons)})
+            step: dict[str, object] = {"step": label, "events": int(events), "persons": int(persons)}
+            if cell_key is not None:
+                ids = db.df(f"SELECT DISTINCT person_id FROM {table}")["person_id"].to_numpy()
+                step["cell_key"] = cell_key(ids.astype(np.int64))
+            attrition.append(step)
     except duckdb.Error as error:
         raise CohortError(
             f"cohort {definition.name!r} failed on this hub: {str(error).splitlines()[0]}"
         ) from error
     return CohortResult(name=definition.name, table=f"{prefix}_cohort", attrition=attrition)
+
+
+def release_attrition(attrition: list[dict[str, object]], release: Release) -> list[dict[str, object]]:
+    """Attrition steps as they may leave the hub: each step's persons through ``release``, keyed by its
+    person set (build the cohort with ``cell_key=release.person_key``).
+
+    A step is withheld only by the release rule itself, never because of how many persons it removed:
+    withholding on a small true difference would tell an attacker that the difference is small.
+    """
+    released: list[dict[str, object]] = []
+    for step in attrition:
+        if "cell_key" not in step:
+            raise CohortError(f"attrition step {step['step']!r} has no cell key; build it with cell_key=")
+        shown = release.count(int(step["persons"]), int(step["cell_key"]))  # type: ignore[call-overload]
+        released.append({"step": step["step"], "persons": shown, "suppressed": shown is None})
+    return released

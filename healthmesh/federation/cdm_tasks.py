@@ -1,9 +1,11 @@
 """What a hub computes on its own CDM for the network: concept-set counts and model validation.
 
-Both run inside the hub's ClientApp and return only aggregates that passed
-``healthmesh.privacy.disclosure``: counts below the minimum cell size (and the complementary cells
-that would reveal them) travel as -1 (``SUPPRESSED``); validation metrics are withheld when either
-outcome class has fewer persons than the minimum.
+Both run inside the hub's ClientApp and return only aggregates that passed the hub's release path.
+Counts go through its ``Release`` keyed by their person sets (the total by all persons found, each
+sex x age-band cell by its own persons), so A, B and A-or-B totals carry independent noise that no
+sum or difference removes; withheld counts (and the complementary cells that would reveal them)
+travel as -1 (``SUPPRESSED``). Validation metrics are withheld when either outcome class has fewer
+persons than the minimum.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from healthmesh.errors import CDMError, FederationError
 from healthmesh.federation.guard import SUPPRESSED
 from healthmesh.federation.logreg import LogisticParams, predict_proba, roc_auc
 from healthmesh.federation.preprocess import AgreedPreprocessor
+from healthmesh.privacy.release import Release
 
 __all__ = ["AGE_BANDS", "EVENT_TABLES", "hub_concept_counts", "hub_validation_metrics", "open_hub_read_only"]
 
@@ -75,18 +78,16 @@ def _cohort_sql(include_descendants: bool, tables: set[str]) -> str:
         WITH concept_set AS ({concept_set}),
         events AS ({events}),
         first_event AS (SELECT person_id, min(event_date) AS index_date FROM events GROUP BY person_id)
-        SELECT p.gender_concept_id AS gender, year(f.index_date) - p.year_of_birth AS age
+        SELECT f.person_id, p.gender_concept_id AS gender, year(f.index_date) - p.year_of_birth AS age
         FROM first_event f JOIN person p USING (person_id)
     """
 
 
-def hub_concept_counts(db: str, job: Mapping[str, Any], min_cell: int) -> tuple[dict[str, int], int]:
+def hub_concept_counts(db: str, job: Mapping[str, Any], release: Release) -> tuple[dict[str, int], int]:
     """Persons with any event in the concept set, in total and by sex x age band at first event.
 
-    Returns the counts (suppressed cells as -1) and the number of persons the query touched.
+    Returns the released counts (withheld ones as -1) and the number of persons the query touched.
     """
-    from healthmesh.privacy.disclosure import safe_count, suppress_counts
-
     ids = _concept_ids(job)
     with open_hub_read_only(db) as hub:
         persons = hub.df(_cohort_sql(bool(job.get("include_descendants", True)), hub.tables()), {"ids": ids})
@@ -99,16 +100,24 @@ def hub_concept_counts(db: str, job: Mapping[str, Any], min_cell: int) -> tuple[
         [(s, b) for s in ("female", "male", "other") for b in [*(a[2] for a in AGE_BANDS), "unknown"]],
         columns=["sex", "age_band"],
     )
-    observed = pd.DataFrame({"sex": sex.to_numpy(), "age_band": band.to_numpy()}).value_counts()
-    cells["count"] = [
-        int(observed.get((s, b), 0)) for s, b in zip(cells["sex"], cells["age_band"], strict=True)
+    record_keys = release.record_keys(persons["person_id"].to_numpy(dtype=np.int64))
+    groups = (
+        pd.DataFrame({"sex": sex.to_numpy(), "age_band": band.to_numpy()})
+        .groupby(["sex", "age_band"])
+        .indices
+    )
+    pairs = list(zip(cells["sex"], cells["age_band"], strict=True))
+    cells["count"] = [len(groups.get(pair, ())) for pair in pairs]
+    # Each cell's key: the XOR of its persons' record keys (0 for an empty cell).
+    cells["key"] = [
+        int(np.bitwise_xor.reduce(record_keys[groups[pair]])) if pair in groups else 0 for pair in pairs
     ]
     if not job.get("characterize", True):
         cells = cells.iloc[0:0]
-    released = suppress_counts(cells, "count", ["sex", "age_band"], min_cell)
+    released = release.table(cells, "count", ["sex", "age_band"], key_col="key")
     counts: dict[str, int] = {}
-    total_safe = safe_count(total, min_cell)
-    counts["persons"] = SUPPRESSED if total_safe is None else int(total_safe)
+    total_released = release.count(total, int(np.bitwise_xor.reduce(record_keys)) if total else 0)
+    counts["persons"] = SUPPRESSED if total_released is None else int(total_released)
     for sex_label, age_band, value in zip(
         released["sex"], released["age_band"], released["count"], strict=True
     ):

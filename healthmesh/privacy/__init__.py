@@ -1,7 +1,8 @@
 """Privacy at the hub's door: keyed pseudonyms, disclosure control, re-identification risk, identifier scans.
 
-Everything that leaves a hub passes ``healthmesh.privacy.disclosure`` (small-cell and
-complementary suppression); ``kanonymity`` measures and reduces re-identification risk of
+Every number that leaves a hub passes a ``healthmesh.privacy.release.Release`` (threshold and
+cell-key perturbation, over ``healthmesh.privacy.disclosure``'s small-cell and complementary
+suppression); ``kanonymity`` measures and reduces re-identification risk of
 extracts; ``scan`` finds direct identifiers in text columns and exports.
 """
 
@@ -23,12 +24,14 @@ if TYPE_CHECKING:
     )
     from healthmesh.privacy.kanonymity import RiskReport, anonymize, generalize, person_extract, risk_report
     from healthmesh.privacy.pseudonym import PSEUDONYM_LENGTH, pseudonym, register_pseudonym_function
+    from healthmesh.privacy.release import Release
     from healthmesh.privacy.scan import ScanReport, scan_database, scan_file, scan_text
 
 __all__ = [
     "COUNT_KEYS",
     "DEFAULT_MIN_COUNT",
     "PSEUDONYM_LENGTH",
+    "Release",
     "RiskReport",
     "ScanReport",
     "anonymize",
@@ -66,6 +69,7 @@ _HOME = {
     **dict.fromkeys(("RiskReport", "anonymize", "generalize", "person_extract", "risk_report"), "kanonymity"),
     **dict.fromkeys(("PSEUDONYM_LENGTH", "pseudonym", "register_pseudonym_function"), "pseudonym"),
     **dict.fromkeys(("ScanReport", "scan_database", "scan_file", "scan_text"), "scan"),
+    "Release": "release",
 }
 
 

@@ -8,12 +8,22 @@ give the small difference away by subtraction. The method here is the statistica
   (``HubKeys.release``), secret to the hub.
 * A cell's key is the XOR of the record keys of its persons. The same set of persons has the same
   key, whichever query, phrasing, hub route or repetition produced it.
-* The released value is ``n + e``: ``e`` is drawn from a fixed distribution (uniform on
+* The perturbed value is ``n + e``: ``e`` is drawn from a fixed distribution (uniform on
   ``-max_noise .. max_noise``) by an HMAC of the cell key and ``n``. The same cell always gets the
   same noise, so repeating or rephrasing a query averages nothing away; two different cells get
   independent noise, so a difference of released values carries the noise of both.
-* 0 stays 0 (an absent group is no secret); a true count of 1 .. ``min_count - 1`` is withheld
-  (``None``); a perturbed count that would fall below ``min_count`` is released as ``min_count``.
+* A count is released only when both the true count and the perturbed one reach ``min_count``;
+  otherwise it is withheld (``None``), zero included. So "withheld" says only that the true count
+  lies in ``0 .. min_count - 1 + max_noise`` (``possible_counts(None)``), and a released ``v`` only
+  that it lies in ``max(min_count, v - D) .. v + D``.
+
+Why zero and the band just above the threshold are withheld too (a change from the textbook rule
+"0 stays 0, 1 .. min_count - 1 withheld"): with bounded noise an attacker intersects intervals.
+If "withheld" meant exactly ``1 .. min_count - 1``, a difference of two released cells that came
+out ``2D`` off would land on an end of that range and pin a cell of 1 (or of ``min_count - 1``)
+exactly, for about one attack in ``(2D + 1)^2``. With the withheld range ``0 .. min_count - 1 + D``
+every cell of 1 .. ``min_count - 1`` lies strictly inside it, and the interval a pair or a triple of
+released cells gives (at least ``4D + 1`` wide) can never shrink to one value there.
 
 A cell whose person set is not at hand (a fixed table of a fixed publication: characterization,
 catalog, quality) takes its key from a label (``label_key``). Such a cell is not query-driven: a
@@ -22,8 +32,11 @@ caller phrases (cohorts, federated counts) must use ``person_key``.
 
 What an attacker can still do, stated: with uniform noise on ``-D..D`` the difference of two
 released cells is off by ``e1 - e2``; guessing the difference is exact with probability
-``1 / (2D + 1)`` (``exact_difference_probability``), and never with certainty. A released count of
-``n`` is within ``D`` of the truth (at most 3% off at ``n >= 100`` with the default ``D = 3``).
+``1 / (2D + 1)`` (``exact_difference_probability``), and a pair or a triple never pins a small cell
+with certainty. Many different pairs aimed at the same cell narrow it further (bounded noise has no
+budget); the threshold keeps each pair's members large, and the audit log shows the pattern. A
+released count of ``n`` is within ``D`` of the truth (at most 3% off at ``n >= 100`` with the
+default ``D = 3``).
 """
 
 from __future__ import annotations
@@ -111,11 +124,19 @@ class Release:
         value = int(n)
         if value < 0:
             raise PrivacyError(f"a count cannot be negative; got {value}")
-        if value == 0:
-            return 0
         if value < self.min_count:
             return None
-        return max(self.min_count, value + self.noise(cell_key, value))
+        perturbed = value + self.noise(cell_key, value)
+        # Withheld, not raised to min_count: "withheld" must cover the band above the threshold too.
+        return perturbed if perturbed >= self.min_count else None
+
+    def possible_counts(self, released: int | None) -> range:
+        """The true counts a released value (None: withheld) is consistent with, for any cell key."""
+        if released is None:
+            return range(0, self.min_count + self.max_noise)
+        if released < self.min_count:
+            raise PrivacyError(f"{released} cannot have been released: it is below {self.min_count}")
+        return range(max(self.min_count, released - self.max_noise), released + self.max_noise + 1)
 
     def table(
         self,
@@ -130,18 +151,27 @@ class Release:
 
         Each row's cell key is ``key_col`` (person-set keys the caller computed, e.g. with SQL or
         ``person_key``) or, for a fixed publication, ``label_key(label, *group values)``. Returns a
-        copy with ``count_col`` released (nullable Int64) and a ``suppressed`` column.
+        copy with ``count_col`` released (nullable Int64) and a ``suppressed`` column (every withheld
+        cell: below the threshold, complementary, or perturbed below it).
         """
-        out = suppress_counts(table, count_col, group_cols, self.min_count)
-        released = []
-        for position, (value, hidden) in enumerate(zip(out[count_col], out[SUPPRESSED_COLUMN], strict=True)):
-            if hidden or pd.isna(value):
-                released.append(pd.NA)
-                continue
-            row = out.iloc[position]
-            cell = int(row[key_col]) if key_col else self.label_key(label, *(row[c] for c in group_cols))
-            released.append(self.count(int(value), cell))
+        base = table.reset_index(drop=True)
+        if key_col:
+            keys = [int(k) for k in base[key_col]]
+        else:
+            keys = [self.label_key(label, *row) for row in base[list(group_cols)].itertuples(index=False)]
+        counts = pd.to_numeric(base[count_col], errors="raise").fillna(0).astype("int64").tolist()
+        if any(n < 0 for n in counts):
+            raise PrivacyError(f"a count cannot be negative; column {count_col!r} has one")
+        shown = [self.count(n, k) for n, k in zip(counts, keys, strict=True)]
+        # A cell the noise withheld (true count at or above the threshold) needs its complements too.
+        forced = [1 if n >= self.min_count and v is None else n for n, v in zip(counts, shown, strict=True)]
+        out = suppress_counts(base.assign(**{count_col: forced}), count_col, group_cols, self.min_count)
+        released = [
+            pd.NA if hidden or v is None else v
+            for v, hidden in zip(shown, out[SUPPRESSED_COLUMN], strict=True)
+        ]
         out[count_col] = pd.array(released, dtype="Int64")
+        out[SUPPRESSED_COLUMN] = out[count_col].isna().to_numpy()
         if key_col:
             out = out.drop(columns=[key_col])
         return out

@@ -1,8 +1,11 @@
 """Check results, the quality report, and its JSON and static HTML forms.
 
-The in-memory report keeps exact counts for the hub's own use; what is written to disk passes
-disclosure control, since reports get shared: row counts between 1 and ``min_count - 1`` (of the
-violating or of the passing rows) are withheld, the pass/fail verdict is always given.
+The in-memory report keeps exact counts for the hub's own use; what is written to disk or served
+passes the hub's ``Release``, since reports get shared. A fixed publication, so its counts take
+label keys: a check's violating rows its own label, a denominator the label of the rows of its
+table (``rows_label``, as in the catalog: the same number shows the same noise everywhere). The
+share violated is computed from the released counts; a check whose violating or passing rows are
+withheld shows neither (either would give the other away); the pass/fail verdict is always given.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from healthmesh.privacy.disclosure import assert_release_safe, safe_count
+from healthmesh.errors import PrivacyError
+from healthmesh.privacy.disclosure import DEFAULT_MIN_COUNT, assert_release_safe
+from healthmesh.privacy.release import Release
 from healthmesh.quality.checktypes import CHECK_TYPES
 
-__all__ = ["CheckResult", "QualityReport"]
+__all__ = ["CheckResult", "QualityReport", "rows_label"]
+
+
+def rows_label(table: str) -> tuple[str, ...]:
+    """The label key of a count of rows of ``table`` (shared by the catalog and the quality report)."""
+    return ("rows of", table)
 
 
 @dataclass(frozen=True)
@@ -82,15 +92,20 @@ class CheckResult:
             return None
         return round(100.0 * self.violating_rows / self.denominator, 4)
 
-    def released(self, min_count: int) -> dict[str, Any]:
-        """The result as it may leave the hub (small counts withheld)."""
+    def released(self, release: Release) -> dict[str, Any]:
+        """The result as it may leave the hub (counts through ``release``)."""
         violating, denominator, pct = self.violating_rows, self.denominator, self.pct_violated
         if denominator is not None and violating is not None:
-            passing = denominator - violating
-            if safe_count(denominator, min_count) is None:
-                violating = denominator = pct = None
-            elif safe_count(violating, min_count) is None or safe_count(passing, min_count) is None:
-                violating = pct = None  # either would give the other away by subtraction
+            shown_denominator = release.count(denominator, release.label_key(*rows_label(self.table)))
+            where = (self.check, self.table, self.field, self.label)
+            shown_violating = release.count(violating, release.label_key("quality violating", *where))
+            passing = release.count(denominator - violating, release.label_key("quality passing", *where))
+            denominator = shown_denominator
+            if shown_denominator is None or shown_violating is None or passing is None:
+                violating = pct = None
+            else:
+                violating = shown_violating
+                pct = round(100.0 * min(1.0, shown_violating / shown_denominator), 4)
         return {
             "check": self.check,
             "category": self.category,
@@ -114,8 +129,19 @@ class CheckResult:
 class QualityReport:
     results: list[CheckResult]
     duration_s: float
-    min_count: int = 5
+    release: Release | None = None  # needed to release the report (to_dict, write)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def min_count(self) -> int:
+        return self.release.min_count if self.release is not None else DEFAULT_MIN_COUNT
+
+    def _release(self) -> Release:
+        if self.release is None:
+            raise PrivacyError(
+                "a quality report leaves the hub only through the hub's Release; pass release="
+            )
+        return self.release
 
     def failed(self) -> list[CheckResult]:
         return [r for r in self.results if r.failed]
@@ -148,7 +174,7 @@ class QualityReport:
             "duration_s": round(self.duration_s, 3),
             "min_count": self.min_count,
             "summary": self.summary(),
-            "checks": [r.released(self.min_count) for r in self.results],
+            "checks": [r.released(self._release()) for r in self.results],
         }
         assert_release_safe(document, self.min_count)
         return document

@@ -9,6 +9,7 @@ from pathlib import Path
 from healthmesh.cdm import cdm_tables
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.errors import CDMError
+from healthmesh.privacy.release import Release
 from healthmesh.quality.checks import Check, build_checks
 from healthmesh.quality.checktypes import CHECK_TYPES
 from healthmesh.quality.report import CheckResult, QualityReport
@@ -121,9 +122,12 @@ def run_quality(
     db: HubDatabase,
     out_dir: str | Path | None = None,
     thresholds: str | Path | Thresholds | None = None,
-    min_count: int = 5,
+    release: Release | None = None,
 ) -> QualityReport:
-    """Run every check on the hub; with ``out_dir`` also write ``quality.json`` and ``quality.html``."""
+    """Run every check on the hub; with ``out_dir`` also write ``quality.json`` and ``quality.html``.
+
+    The report keeps exact counts for the hub; ``release`` (the hub's) is needed to write or serve it.
+    """
     started = time.perf_counter()
     th = thresholds if isinstance(thresholds, Thresholds) else load_thresholds(thresholds)
     present = present_columns(db)
@@ -131,7 +135,7 @@ def run_quality(
     results += run_checks(db, build_checks(db, th, present), present)
     order = {name: i for i, name in enumerate(CHECK_TYPES)}
     results.sort(key=lambda r: (order[r.check], r.table, r.field or "", r.label or ""))
-    report = QualityReport(results=results, duration_s=time.perf_counter() - started, min_count=min_count)
+    report = QualityReport(results=results, duration_s=time.perf_counter() - started, release=release)
     if out_dir is not None:
         report.write(out_dir)
     return report

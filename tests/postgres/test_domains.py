@@ -10,6 +10,7 @@ from conftest import GeneratedPair
 from healthmesh.cdm import HubDatabase
 from healthmesh.characterize import characterize
 from healthmesh.cohorts import build_cohort, builtin_cohorts, load_cohort
+from healthmesh.privacy.release import Release
 from healthmesh.quality import run_quality
 from healthmesh.risk.tasks import builtin_tasks, load_task
 from healthmesh.risk.train import task_data
@@ -65,7 +66,8 @@ def test_task_rows_and_features_are_identical(generated_pair: GeneratedPair, tas
 def test_characterization_releases_the_same_document(generated_pair: GeneratedPair) -> None:
     duck, pg = _both(generated_pair)
     with duck, pg:
-        documents = [characterize(db, min_count=5, hub="gyeonggi", charts=False) for db in (duck, pg)]
+        release = Release(b"postgres-test-release-key-012345", 5)
+        documents = [characterize(db, release=release, hub="gyeonggi", charts=False) for db in (duck, pg)]
     analyses = [[{k: v for k, v in a.items() if k != "seconds"} for a in d["analyses"]] for d in documents]
     assert len(analyses[0]) > 20
     for got, expected in zip(analyses[1], analyses[0], strict=True):

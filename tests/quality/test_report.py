@@ -10,9 +10,12 @@ from typer.testing import CliRunner
 
 from healthmesh.cdm import connect
 from healthmesh.cli import app
-from healthmesh.errors import QualityError
+from healthmesh.errors import PrivacyError, QualityError
 from healthmesh.privacy import COUNT_KEYS
+from healthmesh.privacy.release import Release
 from healthmesh.quality import CHECK_TYPES, load_thresholds, run_quality
+
+RELEASE = Release(b"quality-test-release-key-0123456", 5)
 
 REQUIRED_KEYS = {
     "check",
@@ -43,7 +46,7 @@ def _counts(document: object) -> list[int]:
 
 
 def test_quality_json_lists_checks_with_their_sql(clean_cdm, tmp_path: Path) -> None:
-    run_quality(clean_cdm, tmp_path)
+    run_quality(clean_cdm, tmp_path, release=RELEASE)
     document = json.loads((tmp_path / "quality.json").read_text())
     assert document["checks"] and all(REQUIRED_KEYS <= set(c) for c in document["checks"])
     assert {c["category"] for c in document["checks"]} == {"conformance", "completeness", "plausibility"}
@@ -54,7 +57,7 @@ def test_quality_json_lists_checks_with_their_sql(clean_cdm, tmp_path: Path) -> 
 
 def test_small_violation_counts_are_withheld_but_verdict_kept(clean_cdm, tmp_path: Path) -> None:
     clean_cdm.execute("UPDATE measurement SET value_as_number = 5 WHERE measurement_id = 10001")
-    report = run_quality(clean_cdm, tmp_path)
+    report = run_quality(clean_cdm, tmp_path, release=RELEASE)
     exact = next(r for r in report.results if r.check == "plausibleValueLow" and "8480-6" in (r.label or ""))
     assert exact.violating_rows == 1 and exact.failed
     document = json.loads((tmp_path / "quality.json").read_text())
@@ -90,7 +93,7 @@ def test_a_broken_column_reports_errors_instead_of_crashing(clean_cdm) -> None:
 
 def test_checks_run_on_the_shared_synthea_cdm(eunomia_file: Path, tmp_path: Path) -> None:
     with connect(eunomia_file, read_only=True) as db:
-        report = run_quality(db, tmp_path)
+        report = run_quality(db, tmp_path, release=RELEASE)
     summary = report.summary()
     assert summary["check_types"] == len(CHECK_TYPES)
     assert summary["checks_run"] > 1000
@@ -109,7 +112,7 @@ def test_cli_quality_writes_reports(clean_cdm_file: Path, tmp_path: Path) -> Non
 
 def test_checks_run_on_a_generated_hub(generated_hub: Path, tmp_path: Path) -> None:
     with connect(generated_hub, read_only=True) as db:
-        report = run_quality(db, tmp_path)
+        report = run_quality(db, tmp_path, release=RELEASE)
         persons = db.scalar("SELECT count(*) FROM person")
     assert {r.check for r in report.results} == set(CHECK_TYPES)
     assert not [r for r in report.results if r.status == "error"]
@@ -120,3 +123,22 @@ def test_checks_run_on_a_generated_hub(generated_hub: Path, tmp_path: Path) -> N
     plausibility = [r for r in report.results if r.category == "plausibility" and r.denominator]
     assert plausibility and not [r for r in plausibility if r.failed]  # generated values are plausible
     assert not [n for n in _counts(json.loads((tmp_path / "quality.json").read_text())) if 0 < n < 5]
+
+
+def test_released_counts_are_perturbed_and_the_share_follows_them(clean_cdm, tmp_path: Path) -> None:
+    with pytest.raises(PrivacyError, match="Release"):
+        run_quality(clean_cdm, tmp_path)  # a report is not written without the hub's release path
+    report = run_quality(clean_cdm, tmp_path, release=RELEASE)
+    document = json.loads((tmp_path / "quality.json").read_text())
+    for exact, shown in zip(report.results, document["checks"], strict=True):
+        if shown["denominator"] is not None:
+            assert abs(shown["denominator"] - exact.denominator) <= RELEASE.max_noise
+        if shown["violating_rows"] is not None:
+            assert abs(shown["violating_rows"] - exact.violating_rows) <= RELEASE.max_noise
+            # the share comes from released counts: it cannot be multiplied back to the exact count
+            assert shown["pct_violated"] == round(
+                100 * min(1, shown["violating_rows"] / shown["denominator"]), 4
+            )
+    rows = {(c["table"], c["denominator"]) for c in document["checks"] if c["check"] == "isRequired"}
+    persons = [d for table, d in rows if table == "person"]
+    assert len(set(persons)) == 1  # the same number of rows shows the same noise in every check

@@ -1,7 +1,7 @@
 """The hub's published aggregates: catalog entry, quality summary and characterization.
 
 Each is computed on first request and cached until the next committed ingest; every number in
-them already went through the disclosure module (``healthmesh.privacy.disclosure``).
+them went through the hub's ``Release`` (threshold and cell-key perturbation).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Aggregates = Annotated[Principal, Depends(require_roles("admin", "researcher", "
 def _quality(state: HubState) -> QualityReport:
     def compute() -> QualityReport:
         with state.cursor() as db:
-            return run_quality(db, min_count=state.config.min_count)
+            return run_quality(db, release=state.release)
 
     return state.cached("quality", compute)
 
@@ -34,7 +34,7 @@ def _quality(state: HubState) -> QualityReport:
 def _characterization(state: HubState) -> dict[str, Any]:
     def compute() -> dict[str, Any]:
         with state.cursor() as db:
-            return characterize(db, min_count=state.config.min_count, hub=state.config.hub, charts=False)
+            return characterize(db, release=state.release, hub=state.config.hub, charts=False)
 
     return state.cached("characterization", compute)
 
@@ -57,7 +57,7 @@ def catalog(
     def compute() -> dict[str, Any]:
         with state.cursor() as db:
             return build_catalog(
-                db, state.config.hub, min_count=state.config.min_count,
+                db, state.config.hub, release=state.release,
                 quality=_quality(state), characterization=_characterization(state),
             )  # fmt: skip
 
@@ -81,7 +81,7 @@ def quality(
         "created": report.created,
         "min_count": report.min_count,
         "summary": report.summary(),
-        "checks": [{k: v for k, v in c.released(report.min_count).items() if k != "sql"} for c in checks],
+        "checks": [{k: v for k, v in c.released(state.release).items() if k != "sql"} for c in checks],
     }
 
 

@@ -1,8 +1,9 @@
-"""``POST /cohorts/count``: build a cohort definition at the hub and release its attrition, suppressed.
+"""``POST /cohorts/count``: build a cohort definition at the hub and release its attrition.
 
-Each step's person count passes ``safe_count``; a step is also withheld when the persons it removed
-from the last released step number 1 to ``min_count - 1``, since two released counts would give
-that small difference away by subtraction.
+Each step's person count passes the hub's ``Release`` with the key of that step's person set: the
+same persons get the same noise whatever definition reached them, so repeating, rephrasing or
+differencing definitions (a step and a complement, one extra rule) leaves the noise of both cells
+in every difference (``healthmesh.cohorts.compiler.release_attrition``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import get_state, set_rows
 from healthmesh.api.json_route import JsonRoute
 from healthmesh.cohorts import build_cohort, builtin_cohorts, load_cohort
+from healthmesh.cohorts.compiler import release_attrition
 from healthmesh.errors import CohortError
-from healthmesh.privacy import assert_release_safe, safe_count
+from healthmesh.privacy import assert_release_safe
 
 __all__ = ["CohortCountRequest", "release_attrition", "router"]
 
@@ -34,21 +36,6 @@ class CohortCountRequest(BaseModel):
     purpose: str | None = Field(default=None, max_length=200, description="why (written to the audit log)")
 
 
-def release_attrition(attrition: list[dict[str, Any]], min_count: int) -> list[dict[str, Any]]:
-    """Attrition steps as they may leave the hub (see the module docstring)."""
-    released = []
-    last: int | None = None
-    for step in attrition:
-        persons = int(step["persons"])
-        shown = safe_count(persons, min_count)
-        if shown is not None and last is not None and 0 < last - persons < min_count:
-            shown = None
-        if shown is not None:
-            last = persons
-        released.append({"step": step["step"], "persons": shown, "suppressed": shown is None})
-    return released
-
-
 @router.get("/cohorts")
 def list_cohorts(principal: Researchers) -> dict[str, list[str]]:
     """Names of the built-in cohort definitions."""
@@ -57,7 +44,7 @@ def list_cohorts(principal: Researchers) -> dict[str, list[str]]:
 
 @router.post("/cohorts/count")
 def count_cohort(request: Request, body: CohortCountRequest, principal: Researchers) -> dict[str, Any]:
-    """Persons after each step of the definition (entry, observation, each inclusion rule), suppressed."""
+    """Persons after each step of the definition (entry, observation, each inclusion rule), released."""
     if (body.definition is None) == (body.builtin is None):
         raise CohortError("give exactly one of 'definition' (cohort JSON) or 'builtin' (a built-in's name)")
     if body.builtin is not None and body.builtin not in builtin_cohorts():
@@ -69,10 +56,10 @@ def count_cohort(request: Request, body: CohortCountRequest, principal: Research
     definition = load_cohort(body.definition if body.definition is not None else body.builtin)  # type: ignore[arg-type]
     state = get_state(request)
     with state.cursor() as db:
-        result = build_cohort(db, definition, prefix="hm_api_cohort")
+        result = build_cohort(db, definition, prefix="hm_api_cohort", cell_key=state.release.person_key)
     set_rows(request, result.persons)
     min_count = state.config.min_count
-    attrition = release_attrition(result.attrition, min_count)
+    attrition = release_attrition(result.attrition, state.release)
     document = {
         "hub": state.config.hub,
         "cohort": result.name,
