@@ -25,7 +25,8 @@ def verify(
 ) -> None:
     """Recompute the audit log's hash chain: exit 0 with the entry count, or name the first broken entry."""
     from healthmesh.api.audit import AUDIT_TABLE, BrokenChain, verify_chain
-    from healthmesh.cdm import connect, is_postgres_url
+    from healthmesh.cdm import connect
+    from healthmesh.cdm.database import is_postgres_url
 
     if not is_postgres_url(db) and not db.exists():
         raise CDMError(f"no hub database at {db}")
