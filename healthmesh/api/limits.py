@@ -151,10 +151,12 @@ class RequestGuard:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         path: str = scope["path"]
+        limit = body_limit(path)
         try:
+            _check_declared_length(scope, limit)  # costs nothing: refused before the token is even read
             if not self.is_public(path):
                 self._authenticate(scope, state)
-            body, closed = await self._read_body(scope, receive, body_limit(path))
+            body, closed = await self._read_body(scope, receive, limit)
         except _Refusal as refusal:
             await _answer(send, refusal)
             return
@@ -189,12 +191,6 @@ class RequestGuard:
             raise _Refusal(401, str(error.detail), {"WWW-Authenticate": "Bearer"}) from None
 
     async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[bytes, bool]:
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                raise _Refusal(400, "Content-Length is not a number")
-            if int(declared) > limit:
-                raise _Refusal(413, f"the body is {int(declared)} bytes; this route takes at most {limit}")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -216,6 +212,16 @@ class RequestGuard:
             if depth > MAX_JSON_DEPTH:
                 raise _Refusal(413, f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH}")
         return body, False
+
+
+def _check_declared_length(scope: Scope, limit: int) -> None:
+    declared = _header(scope, b"content-length")
+    if declared is None:
+        return
+    if not declared.strip().isdigit():
+        raise _Refusal(400, "Content-Length is not a number")
+    if int(declared) > limit:
+        raise _Refusal(413, f"the body is {int(declared)} bytes; this route takes at most {limit}")
 
 
 async def _answer(send: Send, refusal: _Refusal) -> None:
