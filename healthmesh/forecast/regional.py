@@ -135,21 +135,24 @@ def forecast_hub_regions(
     for hub, path in db_paths.items():
         protected = release_series(read_hub_ili(Path(path)), releases[hub])
         hubs[hub] = sorted(protected.exact["unique_id"].unique())
-        released.append(protected.series)
+        released.append(protected.released)
         exact.append(protected.exact)
     min_count = max(releases[hub].min_count for hub in db_paths)
-    combined = ProtectedSeries(_on_one_grid(released), _on_one_grid(exact), min_count)
+    combined_released = _on_one_grid(released)
+    # A region-week that any hub withheld holds a stand-in value: it is withheld in the sum too.
+    combined_released["withheld"] = _on_one_grid(released, "withheld")["withheld"].astype(bool).to_numpy()
+    combined = ProtectedSeries(combined_released, _on_one_grid(exact), min_count)
     summary = forecast_regions(combined, Path(out_dir), horizon=horizon, model=model, threshold=threshold)
     summary["hubs"] = hubs
     (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _on_one_grid(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def _on_one_grid(frames: list[pd.DataFrame], column: str = "y") -> pd.DataFrame:
     """Sum the hubs' series per region and week; hubs may cover different spans, missing weeks are 0."""
-    combined = pd.concat(frames).groupby(["unique_id", "ds"], as_index=False)["y"].sum()
+    combined = pd.concat(frames).groupby(["unique_id", "ds"], as_index=False)[column].sum()
     weeks = pd.date_range(combined["ds"].min(), combined["ds"].max(), freq="7D")
     grid = pd.MultiIndex.from_product(
         [sorted(combined["unique_id"].unique()), weeks], names=["unique_id", "ds"]
     )
-    return combined.set_index(["unique_id", "ds"])["y"].reindex(grid, fill_value=0).reset_index()
+    return combined.set_index(["unique_id", "ds"])[column].reindex(grid, fill_value=0).reset_index()

@@ -96,6 +96,7 @@ def rt_by_region(
     *,
     exact: pd.DataFrame | None = None,
     min_cases: int = 0,
+    withheld: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Rt per series of a long frame (daily or weekly counts; the step is read from the data).
 
@@ -104,7 +105,9 @@ def rt_by_region(
 
     ``df`` may hold released (perturbed) counts; then ``exact`` holds the true counts of the same
     cells, and a window whose true case sum is below ``min_cases`` is left out, since its interval
-    would describe a handful of persons (see ``healthmesh.forecast.protect``).
+    would describe a handful of persons; so is a window holding a week marked True in ``withheld``
+    (a week the release path withheld enters as a stand-in value, not as a noisy count; see
+    ``healthmesh.forecast.protect``).
     """
     truth = (
         exact.set_index(["unique_id", "ds"])["y"].astype(float) if exact is not None and min_cases > 0 else None
@@ -124,6 +127,10 @@ def rt_by_region(
             true_y = truth.reindex(pd.MultiIndex.from_arrays([group["unique_id"], group["ds"]])).fillna(0.0)
             case_sums = true_y.rolling(span, min_periods=1).sum().to_numpy()
             est = est[case_sums[est["t"].to_numpy()] >= min_cases]
+        if withheld is not None and not est.empty:
+            hidden = withheld.reindex(pd.MultiIndex.from_arrays([group["unique_id"], group["ds"]]))
+            hidden_in_window = hidden.fillna(False).astype(float).rolling(span, min_periods=1).max().to_numpy()
+            est = est[hidden_in_window[est["t"].to_numpy()] == 0]
         if est.empty:
             continue
         dates = group["ds"].to_numpy()
@@ -140,5 +147,8 @@ def rt_by_region(
             )
         )
     if not out:
+        if truth is not None or withheld is not None:
+            # Every window was withheld: an empty answer, not an error (the data are fine).
+            return pd.DataFrame(columns=["unique_id", "ds", "mean", "lower", "median", "upper"])
         raise ForecastError("no series had enough cases for Rt; give longer series with some cases")
     return pd.concat(out, ignore_index=True)
