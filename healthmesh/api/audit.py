@@ -313,7 +313,8 @@ def verify_chain(db: HubDatabase) -> ChainReport:
         expected_prev = GENESIS if previous is None else previous.entry_hash
         if previous is not None and entry_id != previous.entry_id + 1:
             raise BrokenChain(
-                entry_id, f"follows entry {previous.entry_id}: the entries between them were deleted"
+                entry_id,
+                f"follows entry {previous.entry_id}: entries between them were deleted, or it was inserted",
             )
         if prev_hash != expected_prev:
             where = "the start of the chain" if previous is None else f"entry {previous.entry_id}"
