@@ -130,19 +130,52 @@ def hub_validation_metrics(
     job: Mapping[str, Any],
     params: LogisticParams,
     spec: AgreedPreprocessor,
-    min_cell: int,
+    release: Release | int,
 ) -> tuple[dict[str, float], int]:
-    """Discrimination and calibration of a given model on all of this hub's rows (metrics only)."""
+    """Discrimination and calibration of a given model on all of this hub's rows (metrics only).
+
+    Every figure is released: ``num-examples`` and ``positives`` through the hub's release path (cell
+    keys: the rows behind them, by position in the hub's row list, as in training), -1 when withheld;
+    the observed rate from those released counts (so that rate x n gives no exact count back); the
+    other metrics rounded to three decimals (a full float is an exact fraction of counts). With fewer
+    than the minimum cell of persons in an outcome class, or a count the release path withholds, only
+    the released counts travel. ``release`` may be the minimum cell: the release path then comes
+    from the node config's key file (``policing.hub_release``). Also returns the exact row count,
+    for the hub's own accounting.
+    """
     from healthmesh.federation.sitedata import load_site_rows
 
+    if isinstance(release, int):
+        from healthmesh.federation.policing import hub_release
+
+        release = hub_release(node_config, release)
     X, y = load_site_rows(node_config, job)
-    score = predict_proba(params, spec.transform(X))
+    y = np.asarray(y).astype(int)
     n, n_pos = len(y), int(np.sum(y))
-    metrics: dict[str, float] = {"num-examples": float(n)}
-    if min(n_pos, n - n_pos) < min_cell:
+    rows = np.arange(n, dtype=np.int64)
+    shown_n = release.count(n, release.person_key(rows))
+    shown_pos = release.count(n_pos, release.person_key(rows[y == 1]))
+    metrics: dict[str, float] = {
+        "num-examples": float(SUPPRESSED if shown_n is None else shown_n),
+        "positives": float(SUPPRESSED if shown_pos is None else shown_pos),
+    }
+    if min(n_pos, n - n_pos) < release.min_count or shown_n is None or shown_pos is None:
         # Too few persons in an outcome class: a metric over them would describe individuals.
         metrics.update({"withheld": 1.0})
         return metrics, n
+    score = predict_proba(params, spec.transform(X))
+    p = np.clip(score, 1e-12, 1 - 1e-12)
+    metrics.update(
+        {
+            "withheld": 0.0,
+            "auroc": round(roc_auc(y, score), 3),
+            "brier": round(float(np.mean((score - y) ** 2)), 3),
+            "log-loss": round(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))), 3),
+            "observed-rate": round(shown_pos / shown_n, 3),
+            "mean-predicted": round(float(np.mean(score)), 3),
+        }
+    )
+    return metrics, n
     p = np.clip(score, 1e-12, 1 - 1e-12)
     metrics.update(
         {
