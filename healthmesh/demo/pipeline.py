@@ -138,8 +138,8 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
             out = result.workdir / "validation" / f"{RISK_TASK}-{hub}"
             result.risk["validation"][hub] = validate_cdm(model_dir, db, out, release=_releases(config)[hub], hub=hub)
     say(
-        f"{RISK_TASK}: AUROC {trained.get('auroc', float('nan')):.3f} at {TRAINING_HUB}; "
-        + ", ".join(f"{h} {m.get('auroc', float('nan')):.3f}" for h, m in result.risk["validation"].items())
+        f"{RISK_TASK}: AUROC {trained.get('auroc') or float('nan'):.3f} at {TRAINING_HUB}; "  # None: withheld
+        + ", ".join(f"{h} {m.get('auroc') or float('nan'):.3f}" for h, m in result.risk["validation"].items())
     )
 
 
