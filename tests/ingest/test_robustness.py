@@ -189,7 +189,7 @@ def test_a_component_that_is_not_a_list_rejects_its_observation_alone(tmp_path: 
     report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
     reasons = {r["record"]: r["reason"] for r in report["rejections"]}
     assert reasons == {2: "Observation.component is not a list", 3: "Observation.component is not a list"}
-    assert report["totals"] == {"records": 4, "loaded": 2, "skipped": 0, "rejected": 2}
+    assert report["totals"] == {"records": 4, "loaded": 2, "skipped": 0, "rejected": 2, "redacted": 0}
     with duckdb.connect(str(db), read_only=True) as con:
         values = con.execute(
             "SELECT measurement_source_value, value_as_number FROM measurement WHERE value_as_number IS NOT NULL"
@@ -228,7 +228,7 @@ def test_a_folder_that_holds_the_hub_is_loaded_without_the_hubs_own_files(tmp_pa
         result = run_cli("ingest", str(tmp_path), "--db", str(db), "--hub", "busan", "--quiet")
         assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
-    assert report["totals"] == {"records": 1, "loaded": 1, "skipped": 0, "rejected": 0}
+    assert report["totals"] == {"records": 1, "loaded": 1, "skipped": 0, "rejected": 0, "redacted": 0}
     assert report["ignored_files"] == []
 
 

@@ -39,13 +39,21 @@ def _rejection_line(item: dict[str, Any]) -> str:
     return f"{where} ({kind}{rid}): {item.get('reason')}"
 
 
+def _redacted(report: IngestReport) -> str:
+    """How many identifier-looking values were not stored, by detector (never the values)."""
+    if not report.redacted:
+        return ""
+    kinds = ", ".join(f"{kind} {count}" for kind, count in report.redacted_by_kind().items())
+    return f"; {report.redacted} identifier-looking values not stored ({kinds})"
+
+
 def _answer(report: IngestReport) -> JSONResponse:
     if report.committed:
         counts = ", ".join(f"{t}: {r['loaded']}" for t, r in sorted(report.by_type.items()) if r["loaded"])
         outcome = operation_outcome(
             "information", "informational",
             [f"stored {report.loaded} of {report.records} resources ({counts or 'none'}); "
-             f"{report.skipped_count} skipped as not mapped to the CDM"],
+             f"{report.skipped_count} skipped as not mapped to the CDM{_redacted(report)}"],
         )  # fmt: skip
         return JSONResponse(outcome, status_code=200, media_type=FHIR_JSON)
     lines = [_rejection_line(r) for r in report.rejections] or ["the Bundle was rejected"]
