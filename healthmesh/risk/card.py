@@ -1,4 +1,8 @@
-"""Model cards (JSON and Markdown): task, data, hub, period, features, metrics and limits."""
+"""Model cards (JSON and Markdown): task, data, hub, period, features, metrics and limits.
+
+A card of hub data is written from released figures (see ``report``); a count the release path
+withheld is ``null`` in the JSON and "withheld" on the page.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +55,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+_COUNTS = frozenset({"persons", "rows", "outcomes", "n", "n_outcomes", "n_train"})
+
+
+def _count(value: Any) -> str:
+    return "withheld" if value is None else _fmt(value)
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """The card as a short Markdown page."""
     lines = [f"# Model card: {card.get('title', card.get('model_id', 'model'))}", ""]
@@ -67,7 +78,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     if data:
         lines += ["", "## Data", ""]
         lines += [
-            f"- **{k.replace('_', ' ')}**: {_fmt(v)}"
+            f"- **{k.replace('_', ' ')}**: {_count(v) if k in _COUNTS else _fmt(v)}"
             for k, v in data.items()
             if not isinstance(v, dict | list)
         ]
@@ -83,7 +94,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append("| --- | --- | --- | --- | --- |")
         for level, m in levels.items():
             lines.append(
-                f"| {level} | {m.get('n')} | {m.get('n_outcomes')} | {_fmt(m.get('auroc'))} | {_fmt(m.get('eo_ratio'))} |"
+                f"| {level} | {_count(m.get('n'))} | {_count(m.get('n_outcomes'))} | {_fmt(m.get('auroc'))} | {_fmt(m.get('eo_ratio'))} |"
             )
     features = card.get("features") or {}
     if features:
