@@ -34,6 +34,15 @@ def _parse_sites(values: list[str], what: str) -> dict[str, Path]:
     return sites
 
 
+def _checked_policy(path: Path | None) -> Path | None:
+    """The policy file, validated here so that a bad one is a one-line error before any process starts."""
+    from healthmesh.policy import load_policy
+
+    if path is not None:
+        load_policy(path)
+    return path
+
+
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
@@ -54,6 +63,9 @@ def train_table_command(
     test_fraction: float = typer.Option(0.25, "--test-fraction", help="Held-out share of each site."),
     insecure: bool = typer.Option(
         False, "--insecure", help="Plain HTTP on loopback instead of self-signed TLS."
+    ),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="Hub policy file (TOML) every site applies; default: the shipped one."
     ),
 ) -> None:
     """Train a logistic regression across sites, one SuperNode per table, and compare with baselines."""
@@ -76,6 +88,7 @@ def train_table_command(
             proximal_mu=proximal_mu,
             server_lr=server_lr,
             tls=not insecure,
+            policy=_checked_policy(policy),
         )
     console.print(
         f"federated AUROC {_fmt(metrics['federated_auroc'])} | centralised {_fmt(metrics['centralised_auroc'])} | "
@@ -100,14 +113,21 @@ def count_command(
     insecure: bool = typer.Option(
         False, "--insecure", help="Plain HTTP on loopback instead of self-signed TLS."
     ),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="Hub policy file (TOML) every hub applies; default: the shipped one."
+    ),
 ) -> None:
     """Count persons with a concept set at every hub (small cells suppressed there) and sum them."""
+    from healthmesh.config import Settings
     from healthmesh.federation import federated_count, start_hub_network
 
     hubs = _parse_sites(hub, "DB")
+    checked = _checked_policy(policy)
     _stop_cleanly_on_sigterm()
     with console.status("starting the network and counting ..."):
-        with start_hub_network(hubs, workdir, tls=not insecure) as network:
+        with start_hub_network(
+            hubs, workdir, tls=not insecure, policy=checked, settings=Settings()
+        ) as network:
             result = federated_count(network, concept, include_descendants=not no_descendants)
     total = result["network"]["persons"]
     bound = (

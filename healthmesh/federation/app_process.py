@@ -65,6 +65,7 @@ def _run_task(address: str, token: str) -> None:
     from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
+    from healthmesh.errors import HealthmeshError
     from healthmesh.federation.client_app import app
 
     client = RuntimeHttpClient.from_server_address(
@@ -90,8 +91,14 @@ def _run_task(address: str, token: str) -> None:
             details = refusal
         else:
             log.info("run %s: %s", run.run_id, message.metadata.message_type)
-            reply = app(message=message, context=context)
-            status, details = SubStatus.COMPLETED, ""
+            try:
+                reply = app(message=message, context=context)
+                status, details = SubStatus.COMPLETED, ""
+            except Exception as error:  # hub_guard has already reduced it to a one-line reason
+                details = str(error) if isinstance(error, HealthmeshError) else type(error).__name__
+                reply = Message(
+                    Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=details), reply_to=message
+                )
         push_message(client, reply, context)
     except Exception:  # one task's failure must not stop the hub's app process
         log.exception("task failed")
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=None, help="Exit when this process ends.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     try:
         serve(args.runtime_api_address, args.parent_pid)
     except KeyboardInterrupt:

@@ -197,7 +197,10 @@ def hub_guard(message: Message, context: Context, call_next: ClientAppCallable) 
         reply = call_next(message, context)
     except Exception as error:
         # The handler's own text may quote data; only its kind leaves the hub.
-        log.exception("ClientApp handler failed")
+        if isinstance(error, FederationError):  # a refusal: its reason is the whole story
+            log.warning("hub %s refused %s: %s", site, message.metadata.message_type, error)
+        else:
+            log.exception("ClientApp handler failed")
         detail = str(error) if isinstance(error, FederationError) else type(error).__name__
         reply_error = FederationError(
             f"hub {site} could not answer {message.metadata.message_type}: {detail}"

@@ -114,6 +114,7 @@ def train_table(
     tls: bool = True,
     workdir: Path | None = None,
     audit_dir: Path | None = None,
+    policy: Path | None = None,
 ) -> dict[str, Any]:
     """Run the federation and the baselines; write ``out_dir/metrics.json`` and return its content."""
     if strategy not in STRATEGIES:
@@ -151,7 +152,7 @@ def train_table(
         if audit_dir is not None:
             node_configs[name]["audit-dir"] = str(Path(audit_dir).resolve())
     with tempfile.TemporaryDirectory(prefix="healthmesh-flower-") as tmp:
-        network = FlowerNetwork(Path(workdir) if workdir else Path(tmp), node_configs, tls=tls)
+        network = FlowerNetwork(Path(workdir) if workdir else Path(tmp), node_configs, tls=tls, policy=policy)
         with network:
             network_ready = time.perf_counter()
             result = network.run(job)
