@@ -67,7 +67,7 @@ def main() -> None:
     )
 
     db = args.workdir / "hub.duckdb"
-    env = {**os.environ, "HEALTHMESH_SECRET_KEY": "benchmark-secret-key-0123456789abcdef"}
+    env = {**os.environ, "HEALTHMESH_SECRET_KEY": "0f5b9d3a7e1c4f8b2d6a0e9c3f7b1d5a8e2c6f0b"}
     started = time.perf_counter()
     subprocess.run(
         [
