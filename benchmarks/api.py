@@ -43,8 +43,10 @@ import uvloop
 
 from healthmesh.api import default_clients, start_hub_service
 from healthmesh.cdm import connect
+from healthmesh.hubkeys import HubKeys
 from healthmesh.ingest import build_synthetic_hub
 from healthmesh.ingest.synth import generate_population
+from healthmesh.privacy.release import Release
 from healthmesh.risk import BundleScorer, train_task
 
 HUB = "busan"
@@ -181,7 +183,8 @@ def main() -> None:
     db_path = work / f"{HUB}.duckdb"
     build_synthetic_hub(db_path, HUB, args.patients, 1, secret.encode())
     with connect(db_path, read_only=True) as db:
-        metrics = train_task(db, "t2dm-3y", work / "t2dm", hub=HUB, models=["logistic-l1"])
+        release = Release(HubKeys(secret.encode()).release, 5)  # the card is a released document
+        metrics = train_task(db, "t2dm-3y", work / "t2dm", hub=HUB, models=["logistic-l1"], release=release)
     bundles = _bundles(work / "bundles", args.bundles)
     bodies = [orjson.dumps(bundle) for bundle in bundles]
     print(

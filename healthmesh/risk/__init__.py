@@ -2,8 +2,9 @@
 
 Entry points the CLI, the API and ``healthmesh demo`` call:
 
-- ``train_task(db, task, out, *, hub=None, seed=0, models=None, registry=None)`` -> metrics dict
-- ``validate_cdm(model_dir, db, out, *, hub=None, registry=None)`` -> metrics dict
+- ``train_task(db, task, out, *, release, hub=None, seed=0, models=None, registry=None)`` -> metrics dict
+- ``validate_cdm(model_dir, db, out, *, release, hub=None, registry=None)`` -> metrics dict
+  (``release``: the hub's ``Release``; the card and report written are the released documents)
 - ``fit_table(data, target, out, *, positive=None, seed=0, models=DEFAULT_MODELS, registry=None)``
 - ``validate_table(model_dir, data, target, out, *, positive=None, registry=None)``
 - ``score_bundle(model, bundle, *, as_of=None, registry=None, top=10)`` / ``BundleScorer(model).score(bundle)``

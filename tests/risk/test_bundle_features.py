@@ -15,6 +15,7 @@ from healthmesh.risk import BundleScorer, load_task, score_person, train_task
 from healthmesh.risk.features import build_features, load_rows
 
 from .bundles import patient_bundle
+from .conftest import hub_release
 
 ingest = pytest.importorskip("healthmesh.ingest")
 synth = pytest.importorskip("healthmesh.ingest.synth")
@@ -70,7 +71,7 @@ def test_features_identical_in_batch_and_from_bundle(generated: tuple[Path, Path
 def model_dir(toy_hubs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle-model") / "t2dm"
     with connect(toy_hubs["gyeonggi"], read_only=True) as db:
-        train_task(db, "t2dm-3y", out, models=["logistic-l1"])
+        train_task(db, "t2dm-3y", out, models=["logistic-l1"], release=hub_release())
     return out
 
 

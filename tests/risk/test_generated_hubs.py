@@ -31,7 +31,10 @@ def test_task_on_generated_hubs_has_real_signal(
             release=hub_release(b"busan master secret, 32 bytes or more"),
             hub="busan",
         )
-    assert trained["n_outcomes"] > 0 and 0.0 <= trained["auroc"] <= 1.0
+    if trained["n_outcomes"] is None:  # a few outcomes held out: the released report withholds them
+        assert trained["auroc"] is None and "withheld" in trained
+    else:
+        assert trained["n_outcomes"] >= 5 and 0.0 <= trained["auroc"] <= 1.0
     assert validated["n_outcomes"] >= 30
     assert validated["auroc"] > 0.6 and validated["auroc_ci_low"] > 0.5, validated["auroc"]
     card = json.loads((tmp_path / "busan" / "validation_card.json").read_text())
