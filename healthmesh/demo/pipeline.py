@@ -93,15 +93,17 @@ def _integrate(config: DemoConfig, result: DemoResult, say: Say) -> None:
 
 def _know(config: DemoConfig, result: DemoResult, say: Say) -> None:
     from healthmesh.characterize import build_catalog, characterize
+    from healthmesh.privacy.release import Release
     from healthmesh.quality import run_quality
 
     for hub in HUBS:
         out = result.workdir / hub / "reports"
+        release = Release(config.keys.release, config.min_count)
         with connect(result.db(hub), read_only=True) as db:
-            quality = run_quality(db, out, min_count=config.min_count)
-            characterization = characterize(db, out, min_count=config.min_count, hub=hub)
+            quality = run_quality(db, out, release=release)
+            characterization = characterize(db, out, release=release, hub=hub)
             catalog = build_catalog(
-                db, hub, out, min_count=config.min_count, quality=quality, characterization=characterization
+                db, hub, out, release=release, quality=quality, characterization=characterization
             )
         result.quality[hub] = quality.summary()
         result.characterization[hub] = str(out)
