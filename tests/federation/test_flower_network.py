@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from healthmesh.cdm import connect
+from healthmesh.config import Settings, hub_keys
 from healthmesh.federation import federated_study, start_hub_network, train_table
 from healthmesh.federation.cdm_tasks import hub_concept_counts
 from healthmesh.federation.sitedata import split_rows
+from healthmesh.privacy.release import Release
 from healthmesh.risk.tables import read_table
 
 pytestmark = pytest.mark.slow
@@ -118,7 +120,14 @@ def test_hub_cdms_study_count_train_validate_over_tls(
     assert all(node is not None and node.process.poll() is not None for node in started)
     assert no_process_mentions(tmp_path / "network")
 
-    direct = {name: hub_concept_counts(str(db), {"concept_ids": [201826]}, 5)[0] for name, db in hubs.items()}
+    # Each hub's release key is its own (as in its hub service): the same persons, the same noise.
+    releases = {
+        name: Release(hub_keys(Settings(secret_key=None), db).release, 5) for name, db in hubs.items()
+    }
+    direct = {
+        name: hub_concept_counts(str(db), {"concept_ids": [201826]}, releases[name])[0]
+        for name, db in hubs.items()
+    }
     assert study["count"]["per_site"] == direct
     assert study["count"]["network"]["persons"]["count"] == sum(d["persons"] for d in direct.values())
 
