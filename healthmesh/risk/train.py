@@ -136,14 +136,12 @@ def _released_attrition(
             keys["persons"] = keys["events"] = release.person_key(_person_ids(db, persons_sql[i]))
             if outcome_sql[i]:
                 keys["outcomes"] = release.person_key(_person_ids(db, str(outcome_sql[i])))
-        released.append(
-            {
-                k: (release.count(int(v), keys[k]) if k in keys else None)
-                if k in ("persons", "events", "outcomes")
-                else v
-                for k, v in step.items()
-            }
-        )
+        # Only the step's name, its cohort and its released counts travel (no key, nothing else).
+        shown: dict[str, Any] = {k: step[k] for k in ("step", "cohort") if k in step}
+        for k in ("events", "persons", "outcomes"):
+            if k in step:
+                shown[k] = release.count(int(step[k]), keys[k]) if k in keys else None
+        released.append(shown)
     return released
 
 
