@@ -127,21 +127,26 @@ def test_foreign_clientapp_bundle_runs_at_no_hub(network: FlowerNetwork, tmp_pat
 def test_unregistered_supernode_cannot_join(network: FlowerNetwork, tmp_path: Path) -> None:
     private_key, _ = make_node_keys(tmp_path / "intruder")  # a valid key pair, never registered
     assert oct(private_key.stat().st_mode & 0o777) == "0o600"
-    args = network.supernode_args(free_port(), {"table": "/dev/null"}, private_key)
-    log_path = tmp_path / "intruder.log"
-    with log_path.open("wb") as handle:
-        intruder = subprocess.Popen(
-            [*args, "--max-retries", "1"], stdout=handle, stderr=subprocess.STDOUT, env=network.cli_env()
-        )
+    # One intruder with that key, one without any (a SuperNode that registers itself).
+    intruders: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    for name, key in (("unregistered-key", private_key), ("no-key", None)):
+        args = network.supernode_args(free_port(), {"table": "/dev/null"}, key)
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("wb") as handle:
+            process = subprocess.Popen(
+                [*args, "--max-retries", "1"], stdout=handle, stderr=subprocess.STDOUT, env=network.cli_env()
+            )
+        intruders[name] = (process, log_path)
+    for name, (process, log_path) in intruders.items():
         try:
-            code = intruder.wait(timeout=120)
+            code = process.wait(timeout=60)
         finally:
-            if intruder.poll() is None:
-                intruder.kill()
-    log = log_path.read_text()
-    assert code != 0
-    assert "SuperNode ID" not in log  # it never got a node id
-    assert "Failed to initialize the connection to the SuperLink" in log
+            if process.poll() is None:
+                process.kill()
+        log = log_path.read_text()
+        assert code != 0, name
+        assert "SuperNode ID" not in log, name  # it never got a node id
+        assert "Failed to initialize the connection to the SuperLink" in log, name
 
 
 def test_clientapp_environment_has_no_hub_secret(network: FlowerNetwork, attack: dict[str, Any]) -> None:
