@@ -161,7 +161,13 @@ def evaluate(message: Message, context: Context) -> Message:
     positives = int(np.sum(data.y_test))
     if min(positives, len(data.y_test) - positives) >= min_cell:
         score = predict_proba(params, X)
-        values.update({"auroc": roc_auc(data.y_test, score), "log-loss": log_loss(params, X, data.y_test)})
+        # Rounded, as in validation: a full float is an exact fraction of counts.
+        values.update(
+            {
+                "auroc": round(roc_auc(data.y_test, score), 3),
+                "log-loss": round(log_loss(params, X, data.y_test), 3),
+            }
+        )
     else:
         values["withheld"] = 1.0  # an outcome class of a few persons: metrics would describe them
     return Message(RecordDict({"metrics": MetricRecord(values), "site": _site(context)}), reply_to=message)
