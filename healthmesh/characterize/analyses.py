@@ -3,15 +3,21 @@
 Three kinds: ``count`` (strata and ``count_value``), ``concepts`` (a concept's ``persons``,
 ``records`` and prevalence) and ``distribution`` (strata, ``n_persons``, ``count_value`` and
 quantiles). Disclosure control is applied afterwards, in ``characterize``.
+
+A count of persons comes with the key of its person set, ``<column>_key``: the XOR of the persons'
+record keys (``bit_xor`` over ``hm_record_keys``, the table of record keys that ``characterize``
+registers for the run). The release path perturbs the count by it, so a set of persons shows the same
+noise here as in a cohort count or a catalog. Counts of records or visits have no such column.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ANALYSES", "DOMAIN_TABLES", "ILI_CONCEPT_ID", "Analysis"]
+__all__ = ["ANALYSES", "ILI_CONCEPT_ID", "RECORD_KEYS", "Analysis"]
 
 ILI_CONCEPT_ID = 2000000001
+RECORD_KEYS = "hm_record_keys"  # person_id, rkey (BIGINT): registered by characterize for one run
 
 STATS = ("mean", "sd", "p10", "p25", "median", "p75", "p90")
 
@@ -31,9 +37,15 @@ def _name(alias: str, column: str) -> str:
     return f"coalesce({alias}.concept_name, CASE WHEN {column} = 0 THEN 'No matching concept' END, 'concept ' || {column})"
 
 
+def _keyed(alias: str) -> str:
+    """The join that gives each row its person's record key (``rkey``)."""
+    return f"LEFT JOIN {RECORD_KEYS} k ON k.person_id = {alias}.person_id"
+
+
 def _stats(value: str) -> str:
     return (
-        f"count(DISTINCT person_id) AS n_persons, count(*) AS count_value, avg({value}) AS mean,"
+        "count(DISTINCT person_id) AS n_persons, bit_xor(DISTINCT k.rkey) AS n_persons_key,"
+        f" count(*) AS count_value, avg({value}) AS mean,"
         f" stddev_samp({value}) AS sd, quantile_cont({value}, 0.1) AS p10, quantile_cont({value}, 0.25) AS p25,"
         f" quantile_cont({value}, 0.5) AS median, quantile_cont({value}, 0.75) AS p75,"
         f" quantile_cont({value}, 0.9) AS p90"
@@ -46,8 +58,9 @@ def _concepts(analysis_id: int, domain: str, table: str, column: str) -> Analysi
         f"{domain}: persons, records and prevalence by concept",
         "concepts",
         f"""SELECT x.{column} AS concept_id, {_name("c", f"x.{column}")} AS concept_name,
-                   count(DISTINCT x.person_id) AS persons, count(*) AS records
-            FROM {table} x LEFT JOIN concept c ON c.concept_id = x.{column}
+                   count(DISTINCT x.person_id) AS persons, bit_xor(DISTINCT k.rkey) AS persons_key,
+                   count(*) AS records
+            FROM {table} x LEFT JOIN concept c ON c.concept_id = x.{column} {_keyed("x")}
             GROUP BY ALL ORDER BY persons DESC, concept_id""",
         ("concept_id",),
         tables=(table,),
@@ -77,9 +90,6 @@ _DOMAINS = (
     ("death", "death"),
 )
 
-# Domain label (as analyses 2000 and 2001 name it) -> its CDM table.
-DOMAIN_TABLES = {label: table for table, label in _DOMAINS}
-
 _RECORDS_PER_PERSON = " UNION ALL ".join(
     f"SELECT '{label}' AS domain, person_id, count(*) AS n FROM {table} GROUP BY person_id"
     for table, label in _DOMAINS
@@ -91,14 +101,20 @@ _FIRST_OBS = """(SELECT p.person_id, p.gender_concept_id,
 
 ANALYSES: tuple[Analysis, ...] = (
     Analysis(
-        1, "number of persons", "count", "SELECT count(*) AS count_value FROM person", tables=("person",)
+        1,
+        "number of persons",
+        "count",
+        f"SELECT count(*) AS count_value, bit_xor(k.rkey) AS count_value_key FROM person p {_keyed('p')}",
+        tables=("person",),
     ),
     Analysis(
         2,
         "persons by sex",
         "count",
-        f"""SELECT p.gender_concept_id, {_name("c", "p.gender_concept_id")} AS gender, count(*) AS count_value
-            FROM person p LEFT JOIN concept c ON c.concept_id = p.gender_concept_id GROUP BY ALL ORDER BY 1""",
+        f"""SELECT p.gender_concept_id, {_name("c", "p.gender_concept_id")} AS gender, count(*) AS count_value,
+                   bit_xor(k.rkey) AS count_value_key
+            FROM person p LEFT JOIN concept c ON c.concept_id = p.gender_concept_id {_keyed("p")}
+            GROUP BY ALL ORDER BY 1""",
         ("gender_concept_id",),
         tables=("person",),
     ),
@@ -106,7 +122,8 @@ ANALYSES: tuple[Analysis, ...] = (
         3,
         "persons by year of birth",
         "count",
-        "SELECT year_of_birth, count(*) AS count_value FROM person GROUP BY 1 ORDER BY 1",
+        f"""SELECT p.year_of_birth, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key
+            FROM person p {_keyed("p")} GROUP BY 1 ORDER BY 1""",
         ("year_of_birth",),
         tables=("person",),
     ),
@@ -114,8 +131,10 @@ ANALYSES: tuple[Analysis, ...] = (
         4,
         "persons by race",
         "count",
-        f"""SELECT p.race_concept_id, {_name("c", "p.race_concept_id")} AS race, count(*) AS count_value
-            FROM person p LEFT JOIN concept c ON c.concept_id = p.race_concept_id GROUP BY ALL ORDER BY 1""",
+        f"""SELECT p.race_concept_id, {_name("c", "p.race_concept_id")} AS race, count(*) AS count_value,
+                   bit_xor(k.rkey) AS count_value_key
+            FROM person p LEFT JOIN concept c ON c.concept_id = p.race_concept_id {_keyed("p")}
+            GROUP BY ALL ORDER BY 1""",
         ("race_concept_id",),
         tables=("person",),
     ),
@@ -124,8 +143,9 @@ ANALYSES: tuple[Analysis, ...] = (
         "persons by ethnicity",
         "count",
         f"""SELECT p.ethnicity_concept_id, {_name("c", "p.ethnicity_concept_id")} AS ethnicity,
-                   count(*) AS count_value
-            FROM person p LEFT JOIN concept c ON c.concept_id = p.ethnicity_concept_id GROUP BY ALL ORDER BY 1""",
+                   count(*) AS count_value, bit_xor(k.rkey) AS count_value_key
+            FROM person p LEFT JOIN concept c ON c.concept_id = p.ethnicity_concept_id {_keyed("p")}
+            GROUP BY ALL ORDER BY 1""",
         ("ethnicity_concept_id",),
         tables=("person",),
     ),
@@ -133,8 +153,9 @@ ANALYSES: tuple[Analysis, ...] = (
         10,
         "persons by decade of birth and sex",
         "count",
-        """SELECT (year_of_birth // 10) * 10 AS birth_decade, gender_concept_id, count(*) AS count_value
-           FROM person GROUP BY ALL ORDER BY 1, 2""",
+        f"""SELECT (p.year_of_birth // 10) * 10 AS birth_decade, p.gender_concept_id, count(*) AS count_value,
+                   bit_xor(k.rkey) AS count_value_key
+            FROM person p {_keyed("p")} GROUP BY ALL ORDER BY 1, 2""",
         ("birth_decade", "gender_concept_id"),
         tables=("person",),
     ),
@@ -142,7 +163,8 @@ ANALYSES: tuple[Analysis, ...] = (
         101,
         "persons by age decile at first observation",
         "count",
-        f"SELECT (age // 10) * 10 AS age_decile, count(*) AS count_value FROM {_FIRST_OBS} GROUP BY 1 ORDER BY 1",
+        f"""SELECT (f.age // 10) * 10 AS age_decile, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key
+            FROM {_FIRST_OBS} f {_keyed("f")} GROUP BY 1 ORDER BY 1""",
         ("age_decile",),
         tables=("person", "observation_period"),
     ),
@@ -150,8 +172,9 @@ ANALYSES: tuple[Analysis, ...] = (
         102,
         "persons by age decile at first observation and sex",
         "count",
-        f"""SELECT (age // 10) * 10 AS age_decile, gender_concept_id, count(*) AS count_value
-            FROM {_FIRST_OBS} GROUP BY ALL ORDER BY 1, 2""",
+        f"""SELECT (f.age // 10) * 10 AS age_decile, f.gender_concept_id, count(*) AS count_value,
+                   bit_xor(k.rkey) AS count_value_key
+            FROM {_FIRST_OBS} f {_keyed("f")} GROUP BY ALL ORDER BY 1, 2""",
         ("age_decile", "gender_concept_id"),
         tables=("person", "observation_period"),
     ),
@@ -159,7 +182,7 @@ ANALYSES: tuple[Analysis, ...] = (
         103,
         "distribution of age at first observation (years)",
         "distribution",
-        f"SELECT {_stats('age')} FROM {_FIRST_OBS}",
+        f"SELECT {_stats('age')} FROM {_FIRST_OBS} f LEFT JOIN {RECORD_KEYS} k USING (person_id)",
         tables=("person", "observation_period"),
     ),
     Analysis(
@@ -167,16 +190,17 @@ ANALYSES: tuple[Analysis, ...] = (
         "distribution of observation-period length (days)",
         "distribution",
         f"""SELECT {_stats("observation_period_end_date - observation_period_start_date")}
-            FROM observation_period""",
+            FROM observation_period LEFT JOIN {RECORD_KEYS} k USING (person_id)""",
         tables=("observation_period",),
     ),
     Analysis(
         108,
         "persons by total observed years",
         "count",
-        """SELECT years_observed, count(*) AS count_value FROM (
+        f"""SELECT o.years_observed, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key FROM (
                SELECT person_id, sum(observation_period_end_date - observation_period_start_date) // 365
-                      AS years_observed FROM observation_period GROUP BY 1) GROUP BY 1 ORDER BY 1""",
+                      AS years_observed FROM observation_period GROUP BY 1) o {_keyed("o")}
+            GROUP BY 1 ORDER BY 1""",
         ("years_observed",),
         tables=("observation_period",),
     ),
@@ -184,8 +208,9 @@ ANALYSES: tuple[Analysis, ...] = (
         109,
         "persons by number of observation periods",
         "count",
-        """SELECT periods, count(*) AS count_value FROM (
-               SELECT person_id, count(*) AS periods FROM observation_period GROUP BY 1) GROUP BY 1 ORDER BY 1""",
+        f"""SELECT o.periods, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key FROM (
+               SELECT person_id, count(*) AS periods FROM observation_period GROUP BY 1) o {_keyed("o")}
+            GROUP BY 1 ORDER BY 1""",
         ("periods",),
         tables=("observation_period",),
     ),
@@ -203,8 +228,9 @@ ANALYSES: tuple[Analysis, ...] = (
         116,
         "persons observed in each calendar year",
         "count",
-        """SELECT y.calendar_year, count(DISTINCT op.person_id) AS count_value
-           FROM observation_period op,
+        f"""SELECT y.calendar_year, count(DISTINCT op.person_id) AS count_value,
+                  bit_xor(DISTINCT k.rkey) AS count_value_key
+           FROM observation_period op {_keyed("op")},
                 LATERAL (SELECT unnest(range(year(op.observation_period_start_date),
                                              year(op.observation_period_end_date) + 1)) AS calendar_year) y
            GROUP BY 1 ORDER BY 1""",
@@ -216,8 +242,9 @@ ANALYSES: tuple[Analysis, ...] = (
         "persons by visit type",
         "count",
         f"""SELECT v.visit_concept_id, {_name("c", "v.visit_concept_id")} AS visit_type,
-                   count(DISTINCT v.person_id) AS count_value
-            FROM visit_occurrence v LEFT JOIN concept c ON c.concept_id = v.visit_concept_id GROUP BY ALL ORDER BY 1""",
+                   count(DISTINCT v.person_id) AS count_value, bit_xor(DISTINCT k.rkey) AS count_value_key
+            FROM visit_occurrence v LEFT JOIN concept c ON c.concept_id = v.visit_concept_id {_keyed("v")}
+            GROUP BY ALL ORDER BY 1""",
         ("visit_concept_id",),
         tables=("visit_occurrence",),
     ),
@@ -236,7 +263,7 @@ ANALYSES: tuple[Analysis, ...] = (
         "distribution of visit length (days) by visit type",
         "distribution",
         f"""SELECT visit_concept_id, {_stats("visit_end_date - visit_start_date")}
-            FROM visit_occurrence GROUP BY 1 ORDER BY 1""",
+            FROM visit_occurrence LEFT JOIN {RECORD_KEYS} k USING (person_id) GROUP BY 1 ORDER BY 1""",
         ("visit_concept_id",),
         tables=("visit_occurrence",),
     ),
@@ -256,8 +283,10 @@ ANALYSES: tuple[Analysis, ...] = (
         404,
         "persons with a condition by concept and sex",
         "count",
-        """SELECT x.condition_concept_id AS concept_id, p.gender_concept_id, count(DISTINCT x.person_id) AS count_value
-           FROM condition_occurrence x JOIN person p ON p.person_id = x.person_id GROUP BY ALL ORDER BY 1, 2""",
+        f"""SELECT x.condition_concept_id AS concept_id, p.gender_concept_id, count(DISTINCT x.person_id) AS count_value,
+                   bit_xor(DISTINCT k.rkey) AS count_value_key
+            FROM condition_occurrence x JOIN person p ON p.person_id = x.person_id {_keyed("x")}
+            GROUP BY ALL ORDER BY 1, 2""",
         ("concept_id", "gender_concept_id"),
         tables=("condition_occurrence", "person"),
     ),
@@ -274,7 +303,8 @@ ANALYSES: tuple[Analysis, ...] = (
         "distribution of age at death (years)",
         "distribution",
         f"""SELECT {_stats("age")} FROM (SELECT d.person_id, year(min(d.death_date)) - any_value(p.year_of_birth) AS age
-            FROM death d JOIN person p ON p.person_id = d.person_id GROUP BY 1)""",
+            FROM death d JOIN person p ON p.person_id = d.person_id GROUP BY 1) a
+            LEFT JOIN {RECORD_KEYS} k USING (person_id)""",
         tables=("death", "person"),
     ),
     _concepts(600, "procedures", "procedure_occurrence", "procedure_concept_id"),
@@ -286,7 +316,8 @@ ANALYSES: tuple[Analysis, ...] = (
         "distribution of days supply by drug concept",
         "distribution",
         f"""SELECT drug_concept_id AS concept_id, {_stats("days_supply")}
-            FROM drug_exposure WHERE days_supply IS NOT NULL GROUP BY 1 ORDER BY 1""",
+            FROM drug_exposure LEFT JOIN {RECORD_KEYS} k USING (person_id)
+            WHERE days_supply IS NOT NULL GROUP BY 1 ORDER BY 1""",
         ("concept_id",),
         tables=("drug_exposure",),
     ),
@@ -308,8 +339,9 @@ ANALYSES: tuple[Analysis, ...] = (
         1100,
         "persons by region (location state)",
         "count",
-        """SELECT coalesce(l.state, 'unknown') AS region, count(*) AS count_value
-           FROM person p LEFT JOIN location l ON l.location_id = p.location_id GROUP BY 1 ORDER BY 1""",
+        f"""SELECT coalesce(l.state, 'unknown') AS region, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key
+            FROM person p LEFT JOIN location l ON l.location_id = p.location_id {_keyed("p")}
+            GROUP BY 1 ORDER BY 1""",
         ("region",),
         tables=("person", "location"),
     ),
@@ -317,8 +349,10 @@ ANALYSES: tuple[Analysis, ...] = (
         1101,
         "persons by region and sex",
         "count",
-        """SELECT coalesce(l.state, 'unknown') AS region, p.gender_concept_id, count(*) AS count_value
-           FROM person p LEFT JOIN location l ON l.location_id = p.location_id GROUP BY ALL ORDER BY 1, 2""",
+        f"""SELECT coalesce(l.state, 'unknown') AS region, p.gender_concept_id, count(*) AS count_value,
+                   bit_xor(k.rkey) AS count_value_key
+            FROM person p LEFT JOIN location l ON l.location_id = p.location_id {_keyed("p")}
+            GROUP BY ALL ORDER BY 1, 2""",
         ("region", "gender_concept_id"),
         tables=("person", "location"),
     ),
@@ -329,7 +363,8 @@ ANALYSES: tuple[Analysis, ...] = (
         "distribution of numeric measurement values by concept and unit",
         "distribution",
         f"""SELECT measurement_concept_id AS concept_id, unit_concept_id, {_stats("value_as_number")}
-            FROM measurement WHERE value_as_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""",
+            FROM measurement LEFT JOIN {RECORD_KEYS} k USING (person_id)
+            WHERE value_as_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""",
         ("concept_id", "unit_concept_id"),
         tables=("measurement",),
     ),
@@ -337,7 +372,8 @@ ANALYSES: tuple[Analysis, ...] = (
         2000,
         "distribution of records per person by domain",
         "distribution",
-        f"SELECT domain, {_stats('n')} FROM ({_RECORDS_PER_PERSON}) GROUP BY 1 ORDER BY 1",
+        f"""SELECT domain, {_stats("n")} FROM ({_RECORDS_PER_PERSON}) r LEFT JOIN {RECORD_KEYS} k USING (person_id)
+            GROUP BY 1 ORDER BY 1""",
         ("domain",),
         tables=tuple(t for t, _ in _DOMAINS),
     ),
@@ -345,7 +381,8 @@ ANALYSES: tuple[Analysis, ...] = (
         2001,
         "persons with at least one record by domain",
         "count",
-        f"SELECT domain, count(*) AS count_value FROM ({_RECORDS_PER_PERSON}) GROUP BY 1 ORDER BY 1",
+        f"""SELECT r.domain, count(*) AS count_value, bit_xor(k.rkey) AS count_value_key
+            FROM ({_RECORDS_PER_PERSON}) r {_keyed("r")} GROUP BY 1 ORDER BY 1""",
         ("domain",),
         tables=tuple(t for t, _ in _DOMAINS),
     ),

@@ -1,8 +1,8 @@
 """The hub's catalog entry: a DCAT-like description built only from released aggregates.
 
-A fixed publication, like characterization: its counts take label keys, the same labels as the
-same quantities elsewhere (persons: ``persons_label``; rows of a table: ``rows_label``, also the
-quality report's denominators), so every place that shows a quantity shows the same noisy value.
+A count of persons takes the key of its person set (as in characterization, cohort and federated
+counts); a count of rows, the label of the rows of its table (``rows_label``, as the quality
+report's denominators): every place that shows a quantity shows the same noisy value.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 from healthmesh.cdm import CDM_VERSION, vocabulary_version
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.characterize.runner import characterize, persons_label
+from healthmesh.characterize.analyses import RECORD_KEYS
+from healthmesh.characterize.runner import characterize, record_key_table, sql_key
 from healthmesh.privacy.disclosure import assert_release_safe
 from healthmesh.privacy.release import Release
 from healthmesh.quality.report import QualityReport, rows_label
@@ -51,13 +52,15 @@ def _domains(db: HubDatabase, release: Release) -> list[dict[str, Any]]:
     for table in _DOMAIN_TABLES:
         if table not in present:
             continue
-        records, persons = db.rows(f"SELECT count(*), count(DISTINCT person_id) FROM {table}")[0]
-        persons_key = persons_label() if table == "person" else persons_label(table)
+        records, persons, key = db.rows(
+            f"SELECT count(*), count(DISTINCT t.person_id), bit_xor(DISTINCT k.rkey) FROM {table} t "
+            f"LEFT JOIN {RECORD_KEYS} k ON k.person_id = t.person_id"
+        )[0]
         out.append(
             {
                 "table": table,
                 "record_count": release.count(int(records), release.label_key(*rows_label(table))),
-                "person_count": release.count(int(persons), release.label_key(*persons_key)),
+                "person_count": release.count(int(persons), sql_key(key)),
             }
         )
     return out
@@ -105,7 +108,9 @@ def build_catalog(
     quality = quality or run_quality(db, release=release)
     characterization = characterization or characterize(db, release=release, hub=hub, charts=False)
     summary = quality.summary()
-    persons = int(db.scalar("SELECT count(*) FROM person")) if "person" in db.tables() else 0
+    with record_key_table(db, release):
+        persons, key = db.rows(f"SELECT count(*), bit_xor(rkey) FROM {RECORD_KEYS}")[0]
+        domains = _domains(db, release)
     entry: dict[str, Any] = {
         "@context": {"dcat": "http://www.w3.org/ns/dcat#", "dct": "http://purl.org/dc/terms/"},
         "@type": "dcat:Dataset",
@@ -120,8 +125,8 @@ def build_catalog(
         "cdm_version": CDM_VERSION,
         "vocabulary_version": vocabulary_version(db) if "vocabulary" in db.tables() else "unknown",
         "min_count": min_count,
-        "person_count": release.count(persons, release.label_key(*persons_label())),
-        "domains": _domains(db, release),
+        "person_count": release.count(int(persons), sql_key(key)),
+        "domains": domains,
         "quality": {
             "checks_run": summary["checks_run"],
             "pct_passed": summary["pct_passed"],

@@ -1,27 +1,31 @@
 """Run the analyses, pass every count through the hub's ``Release``, write JSON and charts.
 
-Characterization is a fixed publication: the same analyses, the same cells, on every run; a caller
-cannot phrase a cell of it anew. Its cells therefore take label keys (``Release.label_key``) rather
-than person-set keys, as ``healthmesh.privacy.release`` allows for fixed publications. A quantity
-published in two places (the number of persons, persons per domain: also in the catalog) has one
-label, so both places show the same noisy value and an attacker gets one draw of it, not two.
+A count of persons is perturbed by the key of its person set (``<column>_key`` from the analysis SQL,
+over the record keys this module registers as ``hm_record_keys`` for the run): the same persons show
+the same noise here, in the catalog, in a cohort count or a federated count, so no channel gives an
+attacker a second draw of a set. Counts of records and visits are not sets of persons: characterization
+is a fixed publication (the same analyses, the same cells, on every run), so they take label keys
+(``Release.label_key``), as ``healthmesh.privacy.release`` allows for fixed publications.
 Statistics (quantiles, means) are withheld over fewer than ``min_count`` persons; proportions are
 computed from released counts only (an exact proportion times a released total gives the exact count).
+No cell key leaves the hub: the ``*_key`` columns are dropped from what is released.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.characterize.analyses import ANALYSES, DOMAIN_TABLES, STATS, Analysis
+from healthmesh.characterize.analyses import ANALYSES, RECORD_KEYS, STATS, Analysis
 from healthmesh.privacy.disclosure import (
     SUPPRESSED_COLUMN,
     assert_release_safe,
@@ -31,14 +35,36 @@ from healthmesh.privacy.disclosure import (
 )
 from healthmesh.privacy.release import Release
 
-__all__ = ["characterize", "ili_weekly", "persons_label", "release_analysis"]
+__all__ = ["characterize", "ili_weekly", "record_key_table", "release_analysis", "sql_key"]
 
 _KEY = "_cell_key"
+_MASK = (1 << 64) - 1
 
 
-def persons_label(table: str | None = None) -> tuple[str, ...]:
-    """The label of "persons in the hub" (or "persons with a record in ``table``"), shared with the catalog."""
-    return ("persons",) if table is None else ("persons in", table)
+@contextmanager
+def record_key_table(db: HubDatabase, release: Release) -> Iterator[None]:
+    """Every person's record key, readable by SQL as ``hm_record_keys(person_id, rkey)`` meanwhile.
+
+    ``rkey`` is the 64-bit record key as a signed BIGINT (PostgreSQL has no unsigned type); XOR does
+    not care, and ``sql_key`` turns a ``bit_xor`` of them back into ``Release.person_key``'s value.
+    """
+    present = db.tables()
+    ids = (
+        db.df("SELECT person_id FROM person")["person_id"].to_numpy(dtype=np.int64)
+        if "person" in present
+        else np.zeros(0, dtype=np.int64)
+    )
+    frame = pd.DataFrame({"person_id": ids, "rkey": release.record_keys(ids).view(np.int64)})
+    db.con.register(RECORD_KEYS, frame)
+    try:
+        yield
+    finally:
+        db.con.unregister(RECORD_KEYS)
+
+
+def sql_key(value: Any) -> int:
+    """A ``bit_xor`` of ``rkey`` as the unsigned cell key ``Release.person_key`` gives (0: no person)."""
+    return 0 if value is None or pd.isna(value) else int(value) & _MASK
 
 
 def _part(value: Any) -> Any:
@@ -50,22 +76,16 @@ def _part(value: Any) -> Any:
     return value
 
 
-def _labeller(analysis: Analysis, column: str) -> Callable[[dict[Any, Any]], tuple[Any, ...]]:
-    if analysis.analysis_id == 1:
-        return lambda row: persons_label()
-    if analysis.analysis_id == 2001:
-        return lambda row: persons_label(DOMAIN_TABLES.get(str(row["domain"]), str(row["domain"])))
-    return lambda row: (
-        "characterization",
-        analysis.analysis_id,
-        column,
-        *(_part(row[s]) for s in analysis.strata),
-    )
-
-
 def _keys(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release) -> list[int]:
-    label = _labeller(analysis, column)
-    return [release.label_key(*label(row)) for row in frame.to_dict(orient="records")]
+    """Each row's cell key for ``column``: its person set's, else its label's."""
+    if f"{column}_key" in frame.columns:
+        return [sql_key(v) for v in frame[f"{column}_key"]]
+    return [
+        release.label_key(
+            "characterization", analysis.analysis_id, column, *(_part(row[s]) for s in analysis.strata)
+        )
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def _release_column(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release) -> pd.Series:
@@ -109,6 +129,13 @@ def release_analysis(
     analysis: Analysis, frame: pd.DataFrame, release: Release, total_persons: int | None = None
 ) -> pd.DataFrame:
     """The result of one analysis as it may leave the hub (``total_persons``: the released total)."""
+    out = _release(analysis, frame, release, total_persons)
+    return out.drop(columns=[c for c in out.columns if str(c).endswith("_key")])
+
+
+def _release(
+    analysis: Analysis, frame: pd.DataFrame, release: Release, total_persons: int | None
+) -> pd.DataFrame:
     if analysis.kind == "concepts":
         return _release_concepts(analysis, frame, release, total_persons)
     if analysis.kind == "distribution":
@@ -138,8 +165,10 @@ def release_analysis(
 def _run(
     db: HubDatabase, present: set[str], release: Release
 ) -> tuple[list[dict[str, Any]], dict[int, pd.DataFrame]]:
-    total = int(db.scalar("SELECT count(*) FROM person")) if "person" in present else 0
-    released_total = release.count(total, release.label_key(*persons_label()))
+    released_total = None
+    if "person" in present:
+        total, key = db.rows(f"SELECT count(*), bit_xor(rkey) FROM {RECORD_KEYS}")[0]
+        released_total = release.count(int(total), sql_key(key))
     results: list[dict[str, Any]] = []
     frames: dict[int, pd.DataFrame] = {}
     for analysis in ANALYSES:
@@ -177,7 +206,8 @@ def characterize(
     min_count = release.min_count
     started = time.perf_counter()
     present = db.tables()
-    results, frames = _run(db, present, release)
+    with record_key_table(db, release):
+        results, frames = _run(db, present, release)
     document: dict[str, Any] = {
         "hub": hub,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -170,3 +170,22 @@ def test_characterization_of_a_generated_hub(generated_hub: Path, tmp_path: Path
     assert ili > 0 and set(series["unique_id"]) == {"KR-41"}
     assert series["y"].notna().any()  # the seasonal peaks are large enough to publish
     assert series["y"].sum() <= ili + RELEASE.max_noise * series["y"].notna().sum()
+
+
+def test_a_set_of_persons_shows_the_same_noise_in_every_publication(generated_hub: Path) -> None:
+    """Persons are perturbed by their set's key: a second channel is not a second draw."""
+    with connect(generated_hub, read_only=True) as db:
+        document = characterize(db, release=RELEASE, charts=False)
+        entry = build_catalog(db, "gyeonggi", release=RELEASE, characterization=document)
+        everyone = db.df("SELECT person_id, gender_concept_id FROM person")
+        visited = db.df("SELECT DISTINCT person_id FROM visit_occurrence")["person_id"]
+    by_id = {a["analysis_id"]: a["rows"] for a in document["analyses"]}
+    expected = RELEASE.count(len(everyone), RELEASE.person_key(everyone["person_id"]))
+    assert by_id[1][0]["count_value"] == entry["person_count"] == expected
+    women = everyone.loc[everyone["gender_concept_id"] == 8532, "person_id"]
+    shown = next(r["count_value"] for r in by_id[2] if r["gender_concept_id"] == 8532)
+    assert shown == RELEASE.count(len(women), RELEASE.person_key(women))
+    visits = next(d["person_count"] for d in entry["domains"] if d["table"] == "visit_occurrence")
+    assert visits == next(r["count_value"] for r in by_id[2001] if r["domain"] == "visit")
+    assert visits == RELEASE.count(len(visited), RELEASE.person_key(visited))
+    assert not [k for rows in by_id.values() for r in rows for k in r if k.endswith("_key")]  # no key leaves
