@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -212,8 +211,13 @@ def check_tree_model(text: str, n_features: int | None = None) -> int:
 
 # -- the trial in a subprocess -------------------------------------------------------------------
 
+# The limits are set first, before LightGBM is even imported (no preexec_fn: the parent may run threads).
 _TRIAL = """
-import sys
+import resource, sys
+memory, cpu = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 import numpy as np
 import lightgbm as lgb
 text = sys.stdin.read()
@@ -223,13 +227,6 @@ print("ok", booster.num_trees())
 """
 _tried: set[str] = set()
 _tried_lock = threading.Lock()
-
-
-def _fence() -> None:  # runs in the child before it starts Python: memory and CPU time are capped
-    resource.setrlimit(resource.RLIMIT_AS, (TRIAL_MEMORY_BYTES, TRIAL_MEMORY_BYTES))
-    cpu = int(TRIAL_TIMEOUT_S) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def trial_load(text: str, timeout_s: float = TRIAL_TIMEOUT_S) -> None:
@@ -245,12 +242,11 @@ def trial_load(text: str, timeout_s: float = TRIAL_TIMEOUT_S) -> None:
     env["OMP_NUM_THREADS"] = "1"
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-c", _TRIAL],
+            [sys.executable, "-I", "-c", _TRIAL, str(TRIAL_MEMORY_BYTES), str(int(timeout_s) + 1)],
             input=text.encode(),
             capture_output=True,
             timeout=timeout_s,
             env=env,
-            preexec_fn=_fence,  # noqa: PLW1509 (no threads are started between fork and exec here)
         )
     except subprocess.TimeoutExpired:
         raise _refuse(
