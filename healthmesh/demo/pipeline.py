@@ -165,7 +165,10 @@ def _federate(config: DemoConfig, result: DemoResult, say: Say) -> None:
     from healthmesh.federation import federated_study, start_hub_network
 
     with start_hub_network(
-        {hub: result.db(hub) for hub in HUBS}, result.workdir / "federation", min_cell=config.min_count
+        {hub: result.db(hub) for hub in HUBS},
+        result.workdir / "federation",
+        min_cell=config.min_count,
+        release_keys={hub: config.keys.release for hub in HUBS},
     ) as network:
         say("Flower SuperLink and three SuperNodes up (TLS on loopback); running the federated study")
         result.federation = federated_study(network, [T2DM_CONCEPT], risk_task=RISK_TASK, rounds=5)

@@ -43,28 +43,30 @@ def start_hub_network(
     audit_dir: Path | None = None,
     policy: Path | None = None,
     settings: Settings | None = None,
+    release_keys: Mapping[str, bytes] | None = None,
 ) -> FlowerNetwork:
     """Start a SuperLink and one SuperNode per hub (node config ``db=PATH``); returns the running network.
 
     Each hub's release key is its own (``hub_keys(settings, db).release``: the configured secret,
     else the key file beside its database), so its released counts carry the same noise here as in
-    its hub service. ``policy`` is the hub policy file (default: the one shipped with healthmesh).
+    its hub service; ``release_keys`` (hub name: ``HubKeys.release``) gives them instead.
+    ``policy`` is the hub policy file (default: the one shipped with healthmesh).
     Use it as a context manager (or call ``stop()``): it ends every process it started.
     """
     from healthmesh.config import Settings, hub_keys
 
     settings = settings or Settings(secret_key=None)
     configs: dict[str, dict[str, str | int | float | bool]] = {}
-    release_keys: dict[str, bytes] = {}
+    keys: dict[str, bytes] = {}
     for name, db in hub_dbs.items():
         path = Path(db).resolve()
         if not path.is_file():
             raise FederationError(f"hub {name!r}: database {str(path)!r} not found; ingest the hub first")
         configs[name] = {"db": str(path), "min-cell": int(min_cell)}
-        release_keys[name] = hub_keys(settings, path).release
+        keys[name] = (release_keys or {}).get(name) or hub_keys(settings, path).release
         if audit_dir is not None:
             configs[name]["audit-dir"] = str(Path(audit_dir).resolve())
-    return FlowerNetwork(workdir, configs, tls=tls, policy=policy, release_keys=release_keys).start()
+    return FlowerNetwork(workdir, configs, tls=tls, policy=policy, release_keys=keys).start()
 
 
 def combine_counts(per_site: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
