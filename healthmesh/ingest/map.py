@@ -120,12 +120,11 @@ def _check(db: HubDatabase) -> None:
             FROM s
         ), p AS (  -- identifier-looking values of the records that may land (one regexp per record)
             SELECT *, CASE WHEN reason IS NULL AND kind <> 'skipped'
-                                AND regexp_matches(concat_ws(chr(10), {_scanned_values()}), {_sql_literal(INGEST_ANY)})
-                           THEN [{_scanned_kinds()}] END AS pii_found
+                                AND {_prefilter()}
+                           THEN [{_scanned_kinds()}] END AS pii
             FROM r
         )
-        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}, pii_found) REPLACE ({_redacted_columns()}),
-               {_applied_redactions()} AS pii,
+        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}),
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
@@ -134,19 +133,20 @@ def _check(db: HubDatabase) -> None:
         FROM p c {_VOCABULARY_JOINS}
         """
     )
+    _redact(db)
 
 
 # Staged values that can land in the CDM as text, their element (as the ingest report names it),
-# and the vocabulary join whose match makes the value a known code (kept: a code the hub's
-# vocabulary knows is not an identifier typed into a field). An identifier-looking value is
+# and the concept column that is set when the value is a code the hub's vocabulary knows (kept: a
+# known code is not an identifier typed into a field). An identifier-looking value is
 # stored as NULL: a code then maps to concept 0 with no source code, the record still lands.
 # The Organization's id is kept as a key but not copied into care_site_source_value.
 SCANNED_FIELDS: tuple[tuple[str, str, str | None], ...] = (
-    ("code", "code", "m"),
-    ("value_code", "valueCodeableConcept.code", "v"),
+    ("code", "code", "source_concept_id"),
+    ("value_code", "valueCodeableConcept.code", "value_concept_id"),
     ("value_display", "valueCodeableConcept.display", None),
     ("value_string", "valueString", None),
-    ("value_unit", "valueQuantity.unit", "u"),
+    ("value_unit", "valueQuantity.unit", "unit_concept_id"),
     ("visit_class", "class.code", None),
     ("gender", "gender", None),
     ("race", "race", None),
@@ -171,27 +171,34 @@ def _scanned_values() -> str:
     return ", ".join(_scanned_value(column) for column, _, _ in SCANNED_FIELDS)
 
 
+def _prefilter() -> str:
+    """SQL: whether any scanned value of the record may hold an identifier (the checks follow)."""
+    return f"regexp_matches(concat_ws(chr(10), {_scanned_values()}), {_sql_literal(INGEST_ANY)})"
+
+
 def _scanned_kinds() -> str:
     return ", ".join(f"hm_identifier_kind({_scanned_value(column)})" for column, _, _ in SCANNED_FIELDS)
 
 
-def _applied(i: int, vocabulary: str | None) -> str:
+def _applied(i: int, known: str | None) -> str:
     """SQL for the detector kind of scanned field ``i`` (1-based) when its value is redacted, else NULL."""
-    found = f"c.pii_found[{i}]"
-    return f"CASE WHEN {vocabulary}.vocabulary_id IS NULL THEN {found} END" if vocabulary else found
+    return f"CASE WHEN {known} IS NULL THEN pii[{i}] END" if known else f"pii[{i}]"
 
 
-def _redacted_columns() -> str:
-    return ", ".join(
-        f"CASE WHEN ({_applied(i, vocabulary)}) IS NULL THEN c.{column} END AS {column}"
-        for i, (column, _, vocabulary) in enumerate(SCANNED_FIELDS, start=1)
+def _redact(db: HubDatabase) -> None:
+    """Store NULL for each identifier-looking value of ``hm_checked``; ``pii`` keeps the kinds redacted.
+
+    Only the few records the regexp flagged are touched. A code the vocabulary knows is kept.
+    """
+    fields = [(i, column, _applied(i, known)) for i, (column, _, known) in enumerate(SCANNED_FIELDS, start=1)]
+    values = ", ".join(
+        f"{column} = CASE WHEN ({applied}) IS NULL THEN {column} END"
+        for _, column, applied in fields
         if column != "rid"
     )
-
-
-def _applied_redactions() -> str:
-    kinds = ", ".join(_applied(i, v) for i, (_, _, v) in enumerate(SCANNED_FIELDS, start=1))
-    return f"CASE WHEN c.pii_found IS NOT NULL THEN [{kinds}] END"
+    db.execute(
+        f"UPDATE hm_checked SET {values}, pii = [{', '.join(applied for _, _, applied in fields)}] WHERE pii IS NOT NULL"
+    )
 
 
 # Staged columns that nothing after the checks reads: kept out of the wide hm_checked table.

@@ -11,6 +11,12 @@ routing); tests hold its output equal to the reference's CDM rows over generated
 Anything the reference would reject, deduplicate or resolve through the hub (a bad date, a
 resource sent twice, a reference to another patient, an unknown type) raises ``NeedsDatabase``:
 the caller then takes the reference path, which gives the authoritative answer or one-line reason.
+
+Identifiers typed into fields: the reference stores an identifier-looking value as NULL unless it
+is a code the vocabulary knows (``map.SCANNED_FIELDS``). This path applies the same rule by
+construction: it keeps no text, and reads a code only through the vocabulary, so a code that is
+an identifier is a code the vocabulary does not know (concept 0 in both paths); an identifier
+typed as a gender or a visit class is not one of the values that set a concept either.
 """
 
 from __future__ import annotations
@@ -228,6 +234,7 @@ class BundleMapper:
         vocabulary = self.vocabulary_of.get(system) if system is not None else None
         if vocabulary is None or code is None:
             return None, None
+        # A code the vocabulary does not know, identifier-looking ones included, has no concept.
         return self.concepts.get((vocabulary, code), (None, None))
 
     def map(self, document: dict[str, Any]) -> PatientRecords:

@@ -33,7 +33,16 @@ RRN = rrn("900101", "123456")
 WRONG_DIGIT = RRN[:-1] + str((int(RRN[-1]) + 1) % 10)  # numbers issued since 2020 have no check digit
 PHONE = "010-1234-5678"
 EMAIL = "minjun.kim@example.co.kr"
-NEEDLES = (RRN, RRN.replace("-", ""), PHONE, "01098765432", EMAIL, "Minjun Kim", "4111 1111 1111 1111")
+NEEDLES = (
+    RRN,
+    RRN.replace("-", ""),
+    PHONE,
+    "01098765432",
+    "010 2345 6789",
+    EMAIL,
+    "Minjun Kim",
+    "4111 1111 1111 1111",
+)
 
 
 def _coded(system: str, code: str, text: str | None = None) -> dict[str, Any]:
@@ -54,7 +63,7 @@ def identifier_bundle() -> dict[str, Any]:
     resources = [
         {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-01-01",
          "name": [{"family": "Kim", "given": ["Minjun"]}], "telecom": [{"system": "phone", "value": PHONE}]},
-        {"resourceType": "Encounter", "id": "e1", "subject": subject, "class": {"code": "AMB"},
+        {"resourceType": "Encounter", "id": "e1", "subject": subject, "class": {"code": "010 2345 6789"},
          "period": {"start": "2020-01-01T09:00:00", "end": "2020-01-01T10:00:00"}},
         {"resourceType": "Condition", "id": "c1", "subject": subject, "encounter": {"reference": "Encounter/e1"},
          "onsetDateTime": "2020-01-01", "code": _coded(snomed, RRN, f"RRN {RRN}")},
@@ -74,6 +83,7 @@ def identifier_bundle() -> dict[str, Any]:
 
 
 EXPECTED_REDACTIONS = {
+    "Encounter": {"class.code": {"PHONE": 1}},
     "Condition": {"code": {"KR_RRN": 1}},
     "Observation": {
         "code": {"PHONE": 1},
@@ -182,7 +192,7 @@ def test_a_posted_bundle_lands_without_its_identifiers(tmp_path: Path) -> None:
         report = ingest_bundle(db, json.dumps(identifier_bundle()), hub="test", secret_key=KEY)
     assert report.committed and report.rejected == 0 and report.loaded == 8
     assert report.redactions == EXPECTED_REDACTIONS
-    assert report.to_dict()["totals"]["redacted"] == 6
+    assert report.to_dict()["totals"]["redacted"] == 7
     assert not any(needle in json.dumps(report.to_dict()) for needle in NEEDLES)
     with duckdb.connect(str(path), read_only=True) as con:
         assert stored_needles(con) == []
@@ -195,6 +205,9 @@ def test_a_posted_bundle_lands_without_its_identifiers(tmp_path: Path) -> None:
             con.execute("SELECT count(*) FROM observation WHERE value_as_string IS NULL").fetchone()[0] == 2
         )
         assert con.execute("SELECT count(*), max(unit_source_value) FROM measurement").fetchone() == (1, None)
+        assert con.execute(
+            "SELECT visit_concept_id, visit_source_value FROM visit_occurrence"
+        ).fetchall() == [(9202, None)]
         assert con.execute("SELECT drug_concept_id, drug_source_value FROM drug_exposure").fetchall() == [
             (0, None)
         ]

@@ -110,6 +110,16 @@ def test_no_direct_identifier_of_the_input_is_stored(synthea_bundles: Path, synt
     assert hits == [], sorted(set(hits))
 
 
+def test_the_identifier_scan_finds_nothing_and_no_clinical_value_was_taken_for_one(synthea_hub) -> None:
+    from healthmesh.cdm import connect
+    from healthmesh.privacy.scan import scan_database
+
+    db_path, report = synthea_hub
+    assert report["totals"]["redacted"] == 0  # Synthea's codes, units and values are not identifiers
+    with connect(db_path, read_only=True) as db:
+        assert scan_database(db).total == 0
+
+
 def test_person_keeps_birth_year_and_month_and_a_keyed_pseudonym(synthea_hub) -> None:
     db_path, _ = synthea_hub
     with duckdb.connect(str(db_path), read_only=True) as con:
@@ -127,7 +137,7 @@ def test_synthea_csv_export_loads_without_rejection(synthea_csv: Path, tmp_path:
     result = run_cli("ingest", str(synthea_csv), "--db", str(db), "--hub", "massachusetts", "--quiet")
     assert result.returncode == 0, result.stderr
     report = json.loads(db.with_name(db.name + ".ingest-report.json").read_text())
-    assert report["totals"]["rejected"] == 0
+    assert report["totals"]["rejected"] == 0 and report["totals"]["redacted"] == 0
     with duckdb.connect(str(db), read_only=True) as con:
         persons = con.execute("SELECT count(*) FROM person").fetchone()[0]
         visits = con.execute("SELECT count(*) FROM visit_occurrence").fetchone()[0]
