@@ -12,8 +12,10 @@ Rules (DataSHIELD and OHDSI practice):
   itself small) protection also needs every published margin to pass these functions;
 * quantiles (and any other statistic) over fewer than ``min_count`` persons are suppressed.
 
-Federation, the API, characterization, the catalog and the quality report all call these
-functions; ``assert_release_safe`` is the last check before a document is written or sent.
+These rules look inside one answer only; across answers, two released counts would give a small
+difference away. So a hub releases counts through ``healthmesh.privacy.release.Release``, which
+applies them and adds cell-key perturbation; ``assert_release_safe`` is the last check before a
+document is written or sent.
 """
 
 from __future__ import annotations

@@ -158,7 +158,8 @@ class Release:
         if key_col:
             keys = [int(k) for k in base[key_col]]
         else:
-            keys = [self.label_key(label, *row) for row in base[list(group_cols)].itertuples(index=False)]
+            strata = zip(*(base[c] for c in group_cols), strict=True) if group_cols else [()] * len(base)
+            keys = [self.label_key(label, *row) for row in strata]
         counts = pd.to_numeric(base[count_col], errors="raise").fillna(0).astype("int64").tolist()
         if any(n < 0 for n in counts):
             raise PrivacyError(f"a count cannot be negative; column {count_col!r} has one")

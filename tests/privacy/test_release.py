@@ -89,6 +89,11 @@ def test_a_table_hides_what_the_noise_withheld_with_its_complements() -> None:
     assert released["count"].notna().all()
     assert (released["count"] - big["count"]).abs().max() <= 3
     assert released.equals(RELEASE.table(big, "count", ["sex"], label="persons by sex"))  # one draw per cell
+    assert released["count"].tolist() == [
+        RELEASE.count(n, RELEASE.label_key("persons by sex", s)) for s, n in [("f", 400), ("m", 500)]
+    ]
+    total = RELEASE.table(pd.DataFrame({"n": [40]}), "n", [], label="total")
+    assert total["n"].tolist() == [RELEASE.count(40, RELEASE.label_key("total"))]
 
 
 def test_a_weak_configuration_is_refused() -> None:
