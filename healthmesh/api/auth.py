@@ -158,18 +158,18 @@ class TokenIssuer:
         """The principal of a valid token; HTTP 401 otherwise."""
         current = self.state.current()
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError as error:
-            raise _unauthorized(f"invalid token: {error}") from None
-        if kid != str(current.generation):
-            raise _unauthorized("invalid token: signed with a retired key; get a new token at POST /token")
-        try:
-            claims: dict[str, Any] = jwt.decode(
+            # Only the current generation's key is tried: a token of a retired key fails its signature.
+            decoded = jwt.decode_complete(
                 token, self.signing_key(current.generation), algorithms=[ALGORITHM],
                 issuer=f"healthmesh:{self.hub}", options={"require": ["exp", "iat", "sub", "iss", "jti"]},
             )  # fmt: skip
+        except jwt.InvalidSignatureError:
+            raise _unauthorized("invalid token: not signed with this hub's current token key") from None
         except jwt.PyJWTError as error:
             raise _unauthorized(f"invalid token: {error}") from None
+        if decoded["header"].get("kid") != str(current.generation):
+            raise _unauthorized("invalid token: signed with a retired key; get a new token at POST /token")
+        claims: dict[str, Any] = decoded["payload"]
         if str(claims["jti"]) in current.revoked:
             raise _unauthorized("invalid token: revoked")
         if int(claims["exp"]) - int(claims["iat"]) > MAX_TOKEN_TTL_S:
