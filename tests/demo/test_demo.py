@@ -14,7 +14,8 @@ import pytest
 @pytest.mark.slow
 def test_demo_no_serve_runs_every_step_and_writes_the_report(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    env = {**os.environ, "HEALTHMESH_SECRET_KEY": "a5c8e1f4b7d0a3c6e9f2b5d8a1c4e7f0b3d6e9a2"}
+    # No HEALTHMESH_* setting at all: production by default, and the demo makes its own strong secret.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHMESH_")}
     result = subprocess.run(
         [
             sys.executable,
@@ -51,3 +52,5 @@ def test_demo_no_serve_runs_every_step_and_writes_the_report(tmp_path: Path) -> 
         assert (workdir / hub / "reports" / "catalog.json").is_file()
     assert (workdir / "validation" / "t2dm-3y-busan" / "metrics.json").is_file()
     assert "federated study done" in result.stdout
+    key_file = workdir / "keys" / ".healthmesh-secret-key"
+    assert key_file.stat().st_mode & 0o077 == 0
