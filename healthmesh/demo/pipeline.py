@@ -121,7 +121,12 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
     try:
         with connect(result.db(TRAINING_HUB), read_only=True) as db:
             trained = train_task(
-                db, RISK_TASK, model_dir, release=_releases(config)[TRAINING_HUB], hub=TRAINING_HUB, seed=config.seed
+                db,
+                RISK_TASK,
+                model_dir,
+                release=_releases(config)[TRAINING_HUB],
+                hub=TRAINING_HUB,
+                seed=config.seed,
             )
     except ModelError as error:  # too few outcomes in a small population: say so and go on
         say(f"[yellow]risk model skipped: {error}[/yellow]")
@@ -138,7 +143,9 @@ def _risk(config: DemoConfig, result: DemoResult, say: Say) -> None:
             continue
         with connect(result.db(hub), read_only=True) as db:
             out = result.workdir / "validation" / f"{RISK_TASK}-{hub}"
-            result.risk["validation"][hub] = validate_cdm(model_dir, db, out, release=_releases(config)[hub], hub=hub)
+            result.risk["validation"][hub] = validate_cdm(
+                model_dir, db, out, release=_releases(config)[hub], hub=hub
+            )
     say(
         f"{RISK_TASK}: AUROC {trained.get('auroc') or float('nan'):.3f} at {TRAINING_HUB}; "  # None: withheld
         + ", ".join(f"{h} {m.get('auroc') or float('nan'):.3f}" for h, m in result.risk["validation"].items())

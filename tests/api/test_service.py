@@ -25,7 +25,9 @@ def test_concurrent_reads_and_writes_on_one_connection_are_safe(
         persons_before = int(db.scalar("SELECT count(*) FROM person"))
     config: HubConfig = make_hub_config(hub_copy, api_model)
     app = create_app(config)
-    token = role_tokens("gyeonggi", hub_copy, settings=Settings(secret_key=SecretStr(config.keys.master.decode())))
+    token = role_tokens(
+        "gyeonggi", hub_copy, settings=Settings(secret_key=SecretStr(config.keys.master.decode()))
+    )
 
     async def run() -> list[int]:
         transport = httpx.ASGITransport(app=app)
