@@ -177,11 +177,11 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     work = Path(tempfile.mkdtemp(prefix="hm-api-bench-"))
-    secret = "benchmark-secret-" + os.urandom(16).hex()
+    secret = os.urandom(20).hex()  # a random master secret: production refuses a guessable one
 
     started = time.perf_counter()
     db_path = work / f"{HUB}.duckdb"
-    build_synthetic_hub(db_path, HUB, args.patients, 1, secret.encode())
+    build_synthetic_hub(db_path, HUB, args.patients, 1, HubKeys(secret.encode()).pseudonym)
     with connect(db_path, read_only=True) as db:
         release = Release(HubKeys(secret.encode()).release, 5)  # the card is a released document
         metrics = train_task(db, "t2dm-3y", work / "t2dm", hub=HUB, models=["logistic-l1"], release=release)
@@ -209,7 +209,7 @@ def main() -> None:
         scorers=args.scorers, scoring_processes=args.scoring_processes, log_file=work / "service.log",
     )  # fmt: skip
     try:
-        client = default_clients(secret, HUB)["clinician"]
+        client = default_clients(HubKeys(secret.encode()), HUB)["clinician"]
         token = httpx.post(
             f"{url}/token",
             data={
