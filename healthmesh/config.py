@@ -87,15 +87,21 @@ def key_file_for(db_path: str | Path) -> Path:
 def _key_file_secret(db_path: str | Path) -> str:
     key_file = key_file_for(db_path)
     try:
-        return check_secret_strength(key_file.read_text().strip(), f"the key file {key_file}")
-    except FileNotFoundError:
-        pass
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    try:
-        write_private(key_file, key + "\n")
-    except FileExistsError:  # another process made it first: use theirs
-        return key_file.read_text().strip()
+        try:
+            return check_secret_strength(key_file.read_text().strip(), f"the key file {key_file}")
+        except FileNotFoundError:
+            pass
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        try:
+            write_private(key_file, key + "\n")
+        except FileExistsError:  # another process made it first: use theirs
+            return key_file.read_text().strip()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot use the hub key file {key_file} ({error.strerror or error}); "
+            "set HEALTHMESH_SECRET_KEY or give the hub's account access to that folder"
+        ) from None
     log.info("created a random hub key in %s", key_file)
     return key
 
