@@ -1,10 +1,13 @@
 """Federation on Flower: a coordinator's SuperLink and one SuperNode per hub, as plain processes.
 
-Hubs answer in aggregates and model parameters only (``guard.hub_guard`` checks every reply).
+Hubs answer in aggregates and model parameters only (``guard.hub_guard`` checks every reply),
+within their own policy (``healthmesh.policy``), with every count through their release path.
+Only registered SuperNodes join, and each hub runs only its installed ClientApp, in its own app
+process with a scrubbed environment (``network``, ``app_process``).
 Jobs: federated logistic regression (FedAvg, FedProx, FedAdam) over tables or hub CDMs, federated
-concept-set counts with small-cell suppression, and federated external validation.
+concept-set counts, and federated external validation.
 
-The names below load on first use: every ClientApp message starts a fresh process that imports
+The names below load on first use: the hub's app process imports
 ``healthmesh.federation.client_app``, and it should not pay for the coordinator's modules.
 """
 

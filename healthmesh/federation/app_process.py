@@ -28,6 +28,8 @@ import zipfile
 __all__ = ["CLIENT_APP_REF", "bundle_refusal", "main", "serve"]
 
 CLIENT_APP_REF = "healthmesh.federation.client_app:app"
+# The Runtime API call that hands out tasks: signed with the secret the hub shares with its SuperNode.
+_ACQUIRE_TASK = "/flwr.proto.Runtime/AcquireTask"
 # What a code-free healthmesh bundle holds: its pyproject.toml and Flower's manifest.
 _ALLOWED_FILES = {"pyproject.toml", ".info/CONTENT"}
 
@@ -108,21 +110,37 @@ def _run_task(address: str, token: str) -> None:
         client.close()
 
 
-def serve(address: str, parent_pid: int | None = None, poll_seconds: float = 0.1) -> None:
-    """Take the SuperNode's ClientApp tasks one at a time until the parent process ends."""
+def serve(
+    address: str, parent_pid: int | None = None, secret_file: str | None = None, poll_seconds: float = 0.1
+) -> None:
+    """Take the SuperNode's ClientApp tasks one at a time until the parent process ends.
+
+    With ``secret_file`` (the SuperNode's ``--superexec-auth-secret-file``) every request for a task
+    is signed, so no other local process can take the hub's messages from its SuperNode.
+    """
     from flwr.proto.runtime_pb2 import AcquireTaskRequest  # type: ignore[attr-defined]
+    from flwr.supercore.auth import load_superexec_auth_secret
     from flwr.supercore.constant import TaskType
-    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor, SuperExecAuthHttpInterceptor
+    from flwr.supercore.protobuf.client import ProtobufClientInterceptor
     from flwr.supercore.retry import make_simple_http_retry_invoker
     from flwr.supercore.runtime import RuntimeHttpClient
 
     import healthmesh.federation.client_app  # noqa: F401  (imported once, before the first task)
 
+    interceptors: list[ProtobufClientInterceptor] = [
+        RuntimeVersionHttpInterceptor(component_name="SuperExec")
+    ]
+    secret = load_superexec_auth_secret(secret_file)
+    if secret is not None:
+        interceptors.append(
+            SuperExecAuthHttpInterceptor(master_secret=secret, protected_methods={_ACQUIRE_TASK})
+        )
     client = RuntimeHttpClient.from_server_address(
         server_address=address,
         insecure=True,
         root_certificates=None,
-        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        interceptors=interceptors,
         retry_invoker=make_simple_http_retry_invoker(),
     )
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP])
@@ -156,11 +174,14 @@ def main(argv: list[str] | None = None) -> None:
         "--runtime-api-address", required=True, help="HOST:PORT of the SuperNode's Runtime API"
     )
     parser.add_argument("--parent-pid", type=int, default=None, help="Exit when this process ends.")
+    parser.add_argument(
+        "--superexec-auth-secret-file", default=None, help="The secret shared with the SuperNode."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     try:
-        serve(args.runtime_api_address, args.parent_pid)
+        serve(args.runtime_api_address, args.parent_pid, args.superexec_auth_secret_file)
     except KeyboardInterrupt:
         sys.exit(0)
 

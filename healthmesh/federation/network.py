@@ -15,7 +15,8 @@ Hub sovereignty (with TLS, the default):
   code themselves. Each hub starts its own app process (``app_process``), which runs only the
   installed healthmesh ClientApp and refuses any bundle that carries code or names another one.
 - **Scrubbed environment.** The app process gets only PATH, the Python/virtualenv variables and
-  the locale: no ``HEALTHMESH_*`` secret. No Flower process gets ``HEALTHMESH_*`` variables either.
+  the locale: no ``HEALTHMESH_*`` secret. It signs its task requests with a secret it shares
+  with its SuperNode (Flower's SuperExec auth), so no other local process can take the hub's tasks. No Flower process gets ``HEALTHMESH_*`` variables either.
   The ClientApp reads the release key from the hub's key file (0600), never the master secret.
 
 Runs are submitted with ``flwr run APP NAME``
@@ -332,12 +333,15 @@ class FlowerNetwork:
         args = self.supernode_args(
             port, {**config, "cache-dir": str(self.workdir / "cache" / name)}, private_key
         )
+        # The secret the hub's app process signs its task requests with (Flower's SuperExec auth).
+        secret = write_private(self.hub_dir(name) / "superexec.secret", secrets.token_bytes(32))
+        args += ["--superexec-auth-secret-file", str(secret)]
         node = self._spawn(f"supernode-{name}", args, port)
         node.config = dict(config)
         self.supernodes.append(node)
-        node.app = self._start_app_process(name, node)
+        node.app = self._start_app_process(name, node, secret)
 
-    def _start_app_process(self, name: str, node: NodeProcess) -> NodeProcess:
+    def _start_app_process(self, name: str, node: NodeProcess, secret: Path) -> NodeProcess:
         """The hub's own ClientApp process for this SuperNode, with a scrubbed environment."""
         args = [
             sys.executable,
@@ -347,6 +351,8 @@ class FlowerNetwork:
             f"{self.host}:{node.port}",
             "--parent-pid",
             str(node.process.pid),
+            "--superexec-auth-secret-file",
+            str(secret),
         ]
         home = self.hub_dir(name) / "app-home"
         home.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -147,6 +148,27 @@ def test_unregistered_supernode_cannot_join(network: FlowerNetwork, tmp_path: Pa
         assert code != 0, name
         assert "SuperNode ID" not in log, name  # it never got a node id
         assert "Failed to initialize the connection to the SuperLink" in log, name
+
+
+def test_another_local_process_cannot_take_the_hubs_tasks(network: FlowerNetwork) -> None:
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest  # type: ignore[attr-defined]
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    node = network.supernodes[0]
+    client = RuntimeHttpClient.from_server_address(
+        server_address=f"{network.host}:{node.port}",
+        insecure=True,
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+    )
+    try:
+        with pytest.raises(httpx.HTTPStatusError) as refused:  # unsigned: not the hub's app process
+            client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
+    finally:
+        client.close()
+    assert refused.value.response.status_code in (401, 403)
 
 
 def test_clientapp_environment_has_no_hub_secret(network: FlowerNetwork, attack: dict[str, Any]) -> None:
