@@ -178,6 +178,7 @@ def test_clientapp_environment_has_no_hub_secret(network: FlowerNetwork, attack:
     assert "PATH" in seen and not [name for name in seen if name.startswith("HEALTHMESH_")]
     app = network.supernodes[0].app
     assert app is not None
+    assert app.process.poll() is None  # one app process served every message of the run, and stays up
     for pid in (app.process.pid, network.supernodes[0].process.pid):
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert b"HEALTHMESH_SECRET_KEY" not in environ and SECRET.encode() not in environ
