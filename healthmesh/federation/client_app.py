@@ -35,6 +35,7 @@ from healthmesh.federation.policing import (
     hub_min_cell,
     hub_preprocessor,
     hub_release,
+    hub_rows,
     task_frame,
 )
 from healthmesh.federation.preprocess import AgreedPreprocessor, summarise_columns
@@ -131,7 +132,7 @@ def train(message: Message, context: Context) -> Message:
     spec = hub_preprocessor(spec, X_frame, task, min_cell)
     policy.check_params_per_example(start.as_vector().size, len(data.y_train))
     examples = _released_examples(context, min_cell, data.train_ids)
-    X = spec.transform(X_frame)
+    X = spec.transform(hub_rows(X_frame, spec, min_cell))
     trained = local_train(
         start,
         X,
@@ -156,7 +157,7 @@ def evaluate(message: Message, context: Context) -> Message:
     data = load_site_data(context.node_config, job)
     register_local_rows(context, *data.row_counts)
     spec = hub_preprocessor(spec, task_frame(data.X_train, task), task, min_cell)
-    X = spec.transform(task_frame(data.X_test, task))
+    X = spec.transform(hub_rows(task_frame(data.X_test, task), spec, min_cell))
     values: dict[str, Any] = {"num-examples": _released_examples(context, min_cell, data.test_ids)}
     positives = int(np.sum(data.y_test))
     if min(positives, len(data.y_test) - positives) >= min_cell:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from healthmesh.federation.preprocess import AgreedPreprocessor
+from healthmesh.federation.preprocess import DISCRETE_MAX_VALUES, AgreedPreprocessor
 from healthmesh.policy import HubPolicy, PolicyRefusal, TaskDefinition, load_policy
 from healthmesh.privacy.release import DEFAULT_MAX_NOISE, Release
 
@@ -33,6 +33,7 @@ __all__ = [
     "hub_policy",
     "hub_preprocessor",
     "hub_release",
+    "hub_rows",
     "task_frame",
 ]
 
@@ -161,3 +162,25 @@ def hub_preprocessor(
             [c if min_cell <= int(counts.get(c, 0)) <= n - min_cell else WITHHELD_CATEGORY for c in cats]
         )
     return replace(spec, categories=categories)
+
+
+def hub_rows(X: pd.DataFrame, spec: AgreedPreprocessor, min_cell: int) -> pd.DataFrame:
+    """The rows as the hub feeds them to a model: a rare level of a coded column reads as missing.
+
+    A coded numeric column (at most ``DISCRETE_MAX_VALUES`` values here, e.g. sex as 0/1) acts
+    like a one-hot block: with saturating start parameters, its gradient gives the number of
+    positives among the few persons of a rare level. Such a level (fewer than ``min_cell`` rows) is
+    imputed like a missing value, so every level the model sees holds at least ``min_cell`` rows.
+    """
+    out = X
+    for column in spec.numeric:
+        if column not in X.columns or not pd.api.types.is_numeric_dtype(X[column]):
+            continue
+        counts = X[column].value_counts(dropna=True)
+        if len(counts) > DISCRETE_MAX_VALUES:
+            continue
+        rare = counts.index[counts < min_cell]
+        if len(rare):
+            out = out.copy() if out is X else out
+            out.loc[out[column].isin(rare), column] = np.nan
+    return out

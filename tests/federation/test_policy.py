@@ -13,7 +13,7 @@ import pytest
 from healthmesh.errors import EXIT_CODES, ConfigError
 from healthmesh.federation.app_files import PYPROJECT
 from healthmesh.federation.app_process import bundle_refusal
-from healthmesh.federation.policing import WITHHELD_CATEGORY, hub_preprocessor, task_frame
+from healthmesh.federation.policing import WITHHELD_CATEGORY, hub_preprocessor, hub_rows, task_frame
 from healthmesh.federation.preprocess import agree_preprocessor, summarise_columns
 from healthmesh.policy import PolicyRefusal, TaskDefinition, load_policy
 from healthmesh.privacy.release import Release
@@ -160,3 +160,13 @@ def test_summary_counts_pass_the_release_path() -> None:
     ]
     assert all(c is None or c >= 5 for c in counts)
     assert abs(summary["rows"] - len(X)) <= release.max_noise
+
+
+def test_a_rare_level_of_a_coded_column_reads_as_missing_at_the_hub() -> None:
+    X = pd.DataFrame({"sex": [0.0] * 60 + [1.0] * 2, "age": np.arange(62.0)})
+    spec = agree_preprocessor([summarise_columns(X)])
+    used = hub_rows(X, spec, 5)
+    assert used["sex"].isna().sum() == 2 and X["sex"].isna().sum() == 0  # the two, not the caller's frame
+    column = spec.transform(used)[:, spec.numeric.index("sex")]
+    assert np.unique(column).size == 1  # the model cannot tell the two from the others
+    assert used["age"].equals(X["age"])  # a continuous column is left alone
