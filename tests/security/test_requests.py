@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from healthmesh.api.limits import statement_timeout
+from healthmesh.api.limits import json_depth, statement_timeout
 from healthmesh.cdm import connect
 
 from .fixtures_requests import ServedHub, serve_hub
@@ -180,3 +182,31 @@ def test_a_long_query_is_stopped_at_the_statement_limit(tmp_path: Path) -> None:
             cursor.scalar("SELECT count(*) FROM range(100000000000) a, range(10) b")
         assert refused.value.status_code == 503 and time.monotonic() - started < 10
         assert cursor.scalar("SELECT 1") == 1  # the cursor still answers the next statement
+
+
+def _reference_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max([_reference_depth(v) for v in value.values()], default=0)
+    if isinstance(value, list):
+        return 1 + max([_reference_depth(v) for v in value], default=0)
+    return 0
+
+
+_TRICKY = st.sampled_from(['a\\"[', "]]\\\\", "{x}", '\\\\\\"]', '""', "\n[\t", "é{", "\\", "\\\\", '"'])
+_JSON = st.recursive(
+    st.one_of(st.none(), st.integers(), _TRICKY, st.text(max_size=5)),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_TRICKY | st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@given(value=_JSON, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
+@settings(max_examples=300, deadline=None)
+def test_the_depth_check_reads_strings_and_escapes_as_a_parser_does(
+    value: object, ascii_only: bool, indent: int | None
+) -> None:
+    """Brackets and escaped quotes inside strings cannot hide nesting from the check, nor fake it."""
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+    assert json_depth(text, limit=0) == _reference_depth(value)
