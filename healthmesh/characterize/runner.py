@@ -89,7 +89,7 @@ def _keys(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release
 
 
 def _release_column(frame: pd.DataFrame, analysis: Analysis, column: str, release: Release) -> pd.Series:
-    """One column of counts, each cell perturbed by its own label key (rows already suppressed stay NA)."""
+    """One column of counts, each cell through the release by its own key (rows already withheld stay NA)."""
     keys = _keys(frame, analysis, column, release)
     values = [
         pd.NA if pd.isna(v) else release.count(int(v), k) for v, k in zip(frame[column], keys, strict=True)
