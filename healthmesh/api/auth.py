@@ -202,7 +202,9 @@ class RoleGuard:
             request.state.audit_denied = "anonymous"
             raise _unauthorized("missing bearer token; get one at POST /token")
         try:
-            principal = request.app.state.hub.issuer.verify(token.strip())
+            # The request guard (healthmesh.api.limits) verified this request's token before its body was read.
+            verified = getattr(request.state, "verified_principal", None)
+            principal = verified or request.app.state.hub.issuer.verify(token.strip())
         except HTTPException:
             request.state.audit_denied = "invalid-token"
             raise

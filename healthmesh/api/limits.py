@@ -203,10 +203,13 @@ class RequestGuard:
                 401, "missing bearer token; get one at POST /token", {"WWW-Authenticate": "Bearer"}
             )
         try:
-            self.verify(token)
+            principal = self.verify(token)
         except HTTPException as error:
             state["audit_denied"] = "invalid-token"
             raise _Refusal(401, str(error.detail), {"WWW-Authenticate": "Bearer"}) from None
+        # The role guard reads it rather than verify the same token twice; the audit names the caller
+        # even of a request no route answers.
+        state["verified_principal"] = state["principal"] = principal
 
     async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
