@@ -73,11 +73,14 @@ def summarise_columns(
             distinct = np.unique(values)
             present_count = released(~is_missing)
             shown = present_count is not None and present_count > 0
+            # Sums scaled to the released present count: the coordinator weighs the column's mean and
+            # mean square by that count, so exact sums beside perturbed counts would skew the variance.
+            weight = (present_count or 0) / values.size if values.size else 0.0
             summary: dict[str, Any] = {
                 "present": present_count,
                 "missing": released(is_missing),
-                "sum": float(values.sum()) if shown else None,
-                "sumsq": float(np.square(values).sum()) if shown else None,
+                "sum": float(values.sum()) * weight if shown else None,
+                "sumsq": float(np.square(values).sum()) * weight if shown else None,
                 "quantiles": [],
                 "value_counts": {},
             }

@@ -170,3 +170,22 @@ def test_a_rare_level_of_a_coded_column_reads_as_missing_at_the_hub() -> None:
     column = spec.transform(used)[:, spec.numeric.index("sex")]
     assert np.unique(column).size == 1  # the model cannot tell the two from the others
     assert used["age"].equals(X["age"])  # a continuous column is left alone
+
+
+def test_released_summaries_agree_nearly_the_exact_preprocessing() -> None:
+    rng = np.random.default_rng(5)
+    frames = []
+    for n in (160, 120):
+        chol = rng.normal(230, 40, n).round()
+        chol[rng.random(n) < 0.1] = np.nan
+        frames.append(pd.DataFrame({"age": rng.normal(55, 9, n).round(), "chol": chol}))
+    exact = agree_preprocessor([summarise_columns(X) for X in frames])
+    for seed in range(40):
+        releases = [Release(bytes([seed, i]) * 16, 5) for i in range(len(frames))]
+        summaries = [
+            summarise_columns(X, 5, r, np.arange(len(X))) for X, r in zip(frames, releases, strict=True)
+        ]
+        spec = agree_preprocessor(summaries)
+        # Counts move by at most 3 each; the pooled mean and scale must not move by more than a few %.
+        assert np.allclose(spec.scale, exact.scale, rtol=0.05)
+        assert np.allclose(spec.mean, exact.mean, rtol=0.02)
