@@ -1,11 +1,14 @@
 """What a request may cost the hub before it is answered: who it is, how big, how deep, how long.
 
-``RequestGuard`` is a pure ASGI middleware in front of the application. For every path that is not
-public it checks the bearer token *before a byte of the body is read*: an anonymous caller cannot
-make the hub parse anything (an anonymous ``{`` is a 401, not a 422). It then reads the body itself,
-refusing it (413, a one-line reason) as soon as ``Content-Length`` or the bytes streamed exceed the
-route's limit, or when its JSON nests deeper than ``MAX_JSON_DEPTH`` (checked on the raw bytes,
-before any parser recurses into it). The application receives the body already read.
+``RequestGuard`` is a pure ASGI middleware in front of the application. A declared
+``Content-Length`` over the route's limit (``body_limit``: 20 MB for ``/fhir/Bundle``, 2 MB for one
+patient's Bundle to score, 64 KB elsewhere) is refused at once. For every path that is not public
+it then checks the bearer token *before a byte of the body is read*: an anonymous caller cannot
+make the hub parse anything (an anonymous ``{`` is a 401, not a 422). It reads the body itself,
+refusing it (413, a one-line reason) as soon as the bytes streamed exceed the limit, or when its
+JSON nests deeper than ``MAX_JSON_DEPTH`` (checked on the raw bytes, before any parser recurses into
+it). The application receives the body already read. A refusal under ``/fhir/`` is a FHIR
+OperationOutcome, as FHIR clients expect.
 
 ``statement_timeout`` bounds each request's database work: PostgreSQL's ``statement_timeout``, or a
 timer that interrupts the DuckDB cursor; either way the caller gets a 503 with the reason.
@@ -176,7 +179,7 @@ class RequestGuard:
                 self._authenticate(scope, state)
             body, closed = await self._read_body(scope, receive, limit)
         except _Refusal as refusal:
-            await _answer(send, refusal)
+            await _answer(send, refusal, fhir=path.startswith("/fhir/"))
             return
         if closed:  # the client went away before its body arrived: nothing to answer
             return
@@ -245,9 +248,15 @@ def _check_declared_length(scope: Scope, limit: int) -> None:
         raise _Refusal(413, f"the body is {int(declared)} bytes; this route takes at most {limit}")
 
 
-async def _answer(send: Send, refusal: _Refusal) -> None:
-    payload = orjson.dumps({"detail": refusal.reason})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+async def _answer(send: Send, refusal: _Refusal, fhir: bool = False) -> None:
+    document: dict[str, Any] = {"detail": refusal.reason}
+    if fhir:
+        code = {401: "login", 413: "too-costly"}.get(refusal.status, "invalid")
+        issue = {"severity": "error", "code": code, "diagnostics": refusal.reason}
+        document = {"resourceType": "OperationOutcome", "issue": [issue], **document}
+    payload = orjson.dumps(document)
+    media = b"application/fhir+json" if fhir else b"application/json"
+    headers = [(b"content-type", media), (b"content-length", str(len(payload)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     # The body was not read: ask the client to close rather than send the rest on this connection.
     headers.append((b"connection", b"close"))

@@ -81,3 +81,21 @@ def test_a_long_field_is_cut_and_the_chain_continues_after_a_restart(backend_db:
     )
     assert max(max(v or 0 for v in row) for row in lengths) <= audit.MAX_FIELD
     assert audit.verify_chain(backend_db).entries == 2
+
+
+def test_a_request_query_past_the_statement_limit_is_a_503(backend_db: HubDatabase) -> None:
+    """The per-request statement timeout of the hub service, on either engine (not a 500, not a hang)."""
+    from fastapi import HTTPException
+
+    from healthmesh.api.limits import statement_timeout
+
+    slow = (
+        "SELECT pg_sleep(5)"
+        if backend_db.dialect == "postgres"
+        else "SELECT count(*) FROM range(100000000000) a, range(10) b"
+    )
+    with backend_db.cursor() as cursor:
+        with pytest.raises(HTTPException) as refused, statement_timeout(cursor, 0.5):
+            cursor.scalar(slow)
+        assert refused.value.status_code == 503 and "statement limit" in str(refused.value.detail)
+        assert cursor.scalar("SELECT 1") == 1

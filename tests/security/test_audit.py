@@ -125,3 +125,14 @@ def test_tampering_with_the_table_breaks_the_chain_at_that_entry(
     assert "Traceback" not in output
     named = 4 if attack == "deleted" else (last + 1000 if attack == "inserted" else 3)
     assert f"audit entry {named}:" in output, f"{attack}: {output}"
+
+
+def test_the_caller_address_believes_x_forwarded_for_only_from_a_trusted_proxy() -> None:
+    from healthmesh.api.app import caller_address
+
+    spoofed = {"client": ("203.0.113.9", 40000), "headers": [(b"x-forwarded-for", b"10.0.0.1")]}
+    assert caller_address(spoofed, frozenset()) == "203.0.113.9:40000"
+    proxied = {"client": ("10.1.1.1", 443), "headers": [(b"x-forwarded-for", b"10.0.0.1, 198.51.100.4")]}
+    # The right-most hop is what the trusted proxy saw; the rest is the client's own claim.
+    assert caller_address(proxied, frozenset({"10.1.1.1"})) == "198.51.100.4 (via 10.1.1.1:443)"
+    assert caller_address(proxied, frozenset({"10.9.9.9"})) == "10.1.1.1:443"

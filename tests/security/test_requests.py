@@ -110,6 +110,7 @@ def test_an_authenticated_60_mb_body_is_refused_at_the_routes_limit(hub: ServedH
     admin, researcher = hub.token("admin"), hub.token("researcher")
     status, body, _ = raw_post(hub, "/fhir/Bundle", 60 * MB, token=admin)
     assert status == 413 and str(20 * MB) in json.loads(body)["detail"]
+    assert json.loads(body)["resourceType"] == "OperationOutcome"  # what a FHIR client reads
     status, _, sent = raw_post(hub, "/fhir/Bundle", 60 * MB, token=admin, declare=False)
     assert status == 413 and sent < 40 * MB  # read up to its 20 MB limit, no further
     status, _, sent = raw_post(hub, "/cohorts/count", 60 * MB, token=researcher, declare=False)

@@ -110,6 +110,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 MAX_NAMED_PERSONS = 20
 # Distinct index dates one caller may ask about one person in one UTC day (each a month, see below).
 MAX_AS_OF_PER_DAY = 3
+MAX_PROBED_PAIRS = 500_000  # (caller, person) pairs with an as_of remembered today
 # Risk bands of the researcher's distribution: fixed edges, so that no band edge is a person's risk.
 RISK_BANDS = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0)
 
@@ -148,6 +149,8 @@ class AsOfProbes:
         with self._lock:
             if self._day != today:
                 self._day, self._seen = today, {}
+            if len(self._seen) + len(persons) > MAX_PROBED_PAIRS:  # bounded memory: refuse, don't forget
+                return False
             for person in persons:
                 seen = self._seen.get((caller, person), set())
                 if as_of not in seen and len(seen) >= self.limit:
