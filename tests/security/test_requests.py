@@ -11,6 +11,7 @@ import json
 import re
 import select
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -211,3 +212,75 @@ def test_the_depth_check_reads_strings_and_escapes_as_a_parser_does(
     """Brackets and escaped quotes inside strings cannot hide nesting from the check, nor fake it."""
     text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
     assert json_depth(text, limit=0) == _reference_depth(value)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM), as a hub operator would make one."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub.local")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / "hub.crt", folder / "hub.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def test_the_hub_serves_https_when_given_a_certificate(generated_hub: Path, tmp_path: Path) -> None:
+    import secrets
+    import shutil
+    import subprocess
+
+    from healthmesh.api.launch import hub_serve_command
+
+    from .fixtures_requests import HUB, free_port, production_env
+
+    cert_file, key_file = _self_signed(tmp_path)
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    db = tmp_path / "hub.duckdb"
+    shutil.copyfile(generated_hub, db)
+    port = free_port()
+    command = hub_serve_command(HUB, db, port) + [
+        "--ssl-certfile",
+        str(cert_file),
+        "--ssl-keyfile",
+        str(key_file),
+    ]
+    process = subprocess.Popen(
+        command, env=production_env(secrets.token_hex(32)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            try:
+                answer = httpx.get(f"https://127.0.0.1:{port}/health", verify=trusted, timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the hub did not answer over HTTPS"
+                time.sleep(0.3)
+        assert answer.status_code == 200
+        with pytest.raises(httpx.HTTPError):  # no plain-HTTP answer on the same port
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
+    finally:
+        process.terminate()
+        process.wait(30)
