@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "postgres"))
-from hm_backends import backend_db, duckdb_hub_template, postgres_server  # noqa: E402,F401
+import hm_backends  # noqa: E402
 
 from healthmesh.cdm import HubDatabase  # noqa: E402
 from healthmesh.cdm.eras import build_eras  # noqa: E402
+
+# Both engines' fixtures (a fresh hub on DuckDB and on PostgreSQL), shared with tests/postgres.
+backend_db = hm_backends.backend_db
+duckdb_hub_template = hm_backends.duckdb_hub_template
+postgres_server = hm_backends.postgres_server
 
 INGREDIENT, DRUG_10MG, DRUG_20MG, OTHER_INGREDIENT = 2100000001, 2100000002, 2100000003, 2100000004
 MG = 8576
