@@ -26,7 +26,14 @@ def create_hub(path: str, vocabulary: str | None = None) -> HubDatabase:
     """Open ``path`` (DuckDB file or ``postgresql://`` URL), create the CDM tables, load a vocabulary."""
     from pathlib import Path
 
+    from healthmesh.cdm.attach import refuse_cdm_writes
+
     db = connect(path)
+    try:
+        refuse_cdm_writes(db, "loading data")  # ingest and cdm init: an attached CDM is read-only
+    except BaseException:
+        db.close()
+        raise
     init_cdm(db)
     if vocabulary is not None or not db.scalar("SELECT count(*) FROM concept"):
         if db.dialect == "postgres":  # read and derived in a scratch DuckDB, then copied over

@@ -21,6 +21,8 @@ from healthmesh.errors import CDMError
 if TYPE_CHECKING:  # pandas costs a third of a second to import; only df() hands it out
     import pandas as pd
 
+    from healthmesh.cdm.attach import Attachment
+
 __all__ = ["POSTGRES_URL", "HubDatabase", "connect", "init_cdm", "is_postgres_url"]
 
 POSTGRES_URL = re.compile(r"^postgres(?:ql)?(?:\+psycopg)?:/+", re.IGNORECASE)
@@ -32,13 +34,21 @@ def is_postgres_url(target: object) -> bool:
 
 
 class HubDatabase:
-    """A hub's CDM database. Use as a context manager or call ``close()``."""
+    """A hub's CDM database. Use as a context manager or call ``close()``.
+
+    ``attachment`` is set when the hub reads an existing CDM (``healthmesh.cdm.attach``): its CDM
+    tables are then read-only views, and the verbs that write the CDM refuse.
+    """
 
     dialect = "duckdb"
+    attachment: Attachment | None = None
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: Path | None, attachment: Attachment | None = None
+    ) -> None:
         self.con = con
         self.path = path
+        self.attachment = attachment
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
         try:
@@ -85,7 +95,7 @@ class HubDatabase:
 
     def cursor(self) -> HubDatabase:
         """Another handle on the same database for another thread (close it when done)."""
-        return HubDatabase(self.con.cursor(), self.path)
+        return HubDatabase(self.con.cursor(), self.path, self.attachment)
 
     def close(self) -> None:
         self.con.close()
@@ -113,12 +123,31 @@ def connect(path: str | Path, read_only: bool = False, threads: int | None = Non
         raise CDMError(f"cannot open hub database {target}: {error}") from error
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    return HubDatabase(con, target)
+    db = HubDatabase(con, target)
+    _open_attachment(db)
+    return db
+
+
+def _open_attachment(db: HubDatabase) -> None:
+    """A hub attached to an existing CDM file: attach that file read-only under its views."""
+    from healthmesh.cdm.attach import attach_duckdb_catalog, read_attachment
+
+    try:
+        db.attachment = read_attachment(db)
+        if db.attachment is not None:
+            attach_duckdb_catalog(db, db.attachment)
+    except BaseException:
+        db.close()
+        raise
 
 
 def init_cdm(db: HubDatabase) -> list[str]:
-    """Create every CDM v5.4 table that is missing; returns the table names."""
+    """Create every CDM v5.4 table that is missing; returns the table names.
+
+    An attached hub has every table already (as views over its CDM): nothing to create."""
     tables = list(cdm_tables())
+    if db.attachment is not None:
+        return tables
     for table in tables:
         db.execute(create_table_sql(table, db.dialect))
     if db.dialect == "postgres":

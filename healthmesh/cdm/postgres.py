@@ -268,7 +268,9 @@ class PostgresHubDatabase(HubDatabase):
 
     def cursor(self) -> PostgresHubDatabase:
         """Another connection to the same database, for another thread (close it when done)."""
-        return connect_postgres(self.url)
+        other = connect_postgres(self.url, read_attachment_record=False)
+        other.attachment = self.attachment
+        return other
 
     def __repr__(self) -> str:
         return f"PostgresHubDatabase({redact_url(self.url)!r})"
@@ -299,8 +301,11 @@ def create_indexes(db: HubDatabase) -> None:
         db.execute(f"CREATE INDEX IF NOT EXISTS hm_{table}_{column} ON {table} ({column})")
 
 
-def connect_postgres(url: str) -> PostgresHubDatabase:
-    """Open the hub database at a ``postgresql://`` URL; creates the schema ``main`` when missing."""
+def connect_postgres(url: str, read_attachment_record: bool = True) -> PostgresHubDatabase:
+    """Open the hub database at a ``postgresql://`` URL; creates the schema ``main`` when missing.
+
+    A hub attached to an existing CDM (``healthmesh.cdm.attach``) reads it through views in ``main``;
+    its role needs no right on the CDM's schemas beyond USAGE and SELECT."""
     url = normalise_url(url)
     try:
         raw = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
@@ -311,12 +316,28 @@ def connect_postgres(url: str) -> PostgresHubDatabase:
             "(`bash scripts/postgres.sh` starts a local one)?"
         ) from error
     raw.adapters.register_loader("numeric", _NumberLoader)
-    raw.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    try:
+        # Looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE right on the database even
+        # when the schema exists, which a hub's role on a hospital's server may lack.
+        if raw.execute("SELECT to_regnamespace(%s) IS NULL", [SCHEMA]).fetchone() == (True,):
+            raw.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    except psycopg.Error as error:
+        raw.close()
+        raise CDMError(f"cannot create schema {SCHEMA} at {redact_url(url)}: {error}") from error
     raw.execute(f"SET search_path TO {SCHEMA}")
     # The CDM's queries are many and short at hub sizes: compiling them costs more than it saves
     # (all quality checks on 10,000 people: 7.8 s with JIT, 7.0 s without).
     raw.execute("SET jit = off")
-    return PostgresHubDatabase(PostgresConnection(raw), url)
+    db = PostgresHubDatabase(PostgresConnection(raw), url)
+    if read_attachment_record:
+        from healthmesh.cdm.attach import read_attachment
+
+        try:
+            db.attachment = read_attachment(db)
+        except BaseException:
+            db.close()
+            raise
+    return db
 
 
 # --- bulk copies between the engines -----------------------------------------------------------
@@ -387,6 +408,9 @@ def load_vocabulary_postgres(db: HubDatabase, directory: Path | None = None) -> 
     vocabulary code path), then replace the hub's vocabulary tables with COPY in one transaction."""
     if not isinstance(db, PostgresHubDatabase):
         raise CDMError("load_vocabulary_postgres needs a PostgreSQL hub; use load_vocabulary for DuckDB")
+    from healthmesh.cdm.attach import refuse_cdm_writes
+
+    refuse_cdm_writes(db, "loading a vocabulary")
     from healthmesh.cdm.database import connect, init_cdm
     from healthmesh.cdm.schema import cdm_tables
     from healthmesh.cdm.vocabulary import VOCABULARY_TABLES, load_vocabulary

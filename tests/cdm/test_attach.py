@@ -1,0 +1,162 @@
+"""An existing OMOP CDM (the shared Eunomia CDM v5.4, and a v5.3 one) attached read-only to a DuckDB hub.
+
+The CDM file is built from the shared CSVs with DuckDB's own type detection (as a hospital's file
+would come, not with healthmesh's DDL), tables in schema ``cdm`` and vocabulary in ``vocab``. Every
+verb runs on the attached hub, and the CDM file's checksum does not move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from healthmesh.cdm import connect
+from healthmesh.cdm.attach import Attachment, attach_cdm
+from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
+from healthmesh.errors import CDMError
+
+EUNOMIA = Path("/work/shared/data/omop/eunomia-synthea27nj-cdm54")
+pytestmark = pytest.mark.skipif(not EUNOMIA.is_dir(), reason="shared Eunomia CDM absent")
+CLI = [sys.executable, "-m", "healthmesh"]
+
+
+def eunomia_tables() -> dict[str, Path]:
+    """Table name -> CSV file of the shared Eunomia CDM."""
+    files = sorted(EUNOMIA.glob("*.csv")) + sorted(EUNOMIA.glob("*.csv.gz"))
+    return {f.name.split(".")[0]: f for f in files}
+
+
+def build_eunomia_duckdb(path: Path, cdm_schema: str = "cdm", vocab_schema: str = "vocab") -> Path:
+    """A DuckDB file holding the Eunomia CDM as its CSVs read it (types detected by DuckDB)."""
+    with duckdb.connect(str(path)) as con:
+        for schema in {cdm_schema, vocab_schema}:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table, file in eunomia_tables().items():
+            schema = vocab_schema if table in VOCABULARY_TABLES else cdm_schema
+            con.execute(
+                f"CREATE TABLE {schema}.{table} AS SELECT * FROM read_csv('{file}', header=true, "
+                "sample_size=-1)"
+            )
+    return path
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def eunomia_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = build_eunomia_duckdb(tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb")
+    os.chmod(path, 0o444)  # as a hospital would share it; DuckDB opens it READ_ONLY anyway
+    return path
+
+
+@pytest.fixture(scope="module")
+def attached_hub(eunomia_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    hub = tmp_path_factory.mktemp("hub") / "hub.duckdb"
+    run_cli(
+        "cdm", "attach", "--cdm", str(eunomia_file), "--cdm-schema", "cdm", "--vocab-schema", "vocab",
+        "--db", str(hub),
+    )  # fmt: skip
+    return hub
+
+
+def run_cli(*args: str, ok: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    if ok:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_attach_reads_the_cdm_through_views(attached_hub: Path) -> None:
+    with connect(attached_hub, read_only=True) as db:
+        assert db.attachment is not None
+        assert db.attachment.cdm_version == "5.4"
+        assert db.scalar("SELECT count(*) FROM person") == 28
+        assert db.scalar("SELECT count(*) FROM concept") > 2000
+        assert {"person", "concept", "measurement", "hm_attachment"} <= db.tables()
+        # a CSV-typed column (empty file: VARCHAR) reads with the spec's type
+        assert db.scalar("SELECT typeof(episode_start_date) FROM episode UNION ALL SELECT 'DATE' LIMIT 1")
+        assert db.rows("SELECT typeof(visit_start_date) FROM visit_occurrence LIMIT 1") == [("DATE",)]
+
+
+def test_verbs_run_on_the_attached_cdm_and_never_write_it(
+    eunomia_file: Path, attached_hub: Path, tmp_path: Path
+) -> None:
+    before = checksum(eunomia_file)
+    out = tmp_path / "reports"
+    quality = run_cli("quality", "--db", str(attached_hub), "--out", str(out))
+    assert (out / "quality.json").exists(), quality.stdout
+    run_cli("characterize", "--db", str(attached_hub), "--out", str(out))
+    assert (out / "characterization.json").exists()
+    run_cli("catalog", "--db", str(attached_hub), "--hub", "eunomia", "--out", str(out))
+    assert (out / "catalog.json").exists()
+    cohort = run_cli("cohort", "count", "type-2-diabetes", "--db", str(attached_hub))
+    assert "cohort type-2-diabetes" in cohort.stdout
+    assert checksum(eunomia_file) == before
+
+
+def test_writing_verbs_refuse_an_attached_hub(eunomia_file: Path, attached_hub: Path, tmp_path: Path) -> None:
+    before = checksum(eunomia_file)
+    bundle = tmp_path / "b.json"
+    bundle.write_text('{"resourceType": "Bundle", "type": "collection", "entry": []}')
+    for args in (
+        ("ingest", str(bundle), "--db", str(attached_hub), "--hub", "eunomia"),
+        ("cdm", "init", "--db", str(attached_hub)),
+        ("cdm", "vocab", "--db", str(attached_hub), "--path", str(tmp_path)),
+    ):
+        done = run_cli(*args, ok=False)
+        assert done.returncode != 0, args
+        assert "attached read-only" in done.stdout + done.stderr, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    # and beneath the refusals: the views and the read-only catalog take no row
+    with connect(attached_hub) as db, pytest.raises(CDMError):
+        db.execute("INSERT INTO person (person_id) VALUES (99)")
+    with connect(attached_hub) as db, pytest.raises(CDMError, match="read-only"):
+        db.execute("INSERT INTO hm_cdm.cdm.person (person_id) VALUES (99)")
+    assert checksum(eunomia_file) == before
+
+
+def test_a_cdm_v53_is_bridged(tmp_path: Path) -> None:
+    """v5.3 column names read under the v5.4 names; a table the CDM lacks reads as empty."""
+    source = build_eunomia_duckdb(tmp_path / "v53.duckdb", "main", "main")
+    with duckdb.connect(str(source)) as con:
+        con.execute(
+            "ALTER TABLE visit_occurrence RENAME COLUMN admitted_from_concept_id TO admitting_source_concept_id"
+        )
+        con.execute(
+            "ALTER TABLE visit_occurrence RENAME COLUMN discharged_to_source_value TO discharge_to_source_value"
+        )
+        con.execute("DROP TABLE episode")
+        con.execute("ALTER TABLE procedure_occurrence DROP COLUMN procedure_end_date")
+    before = checksum(source)
+    with connect(tmp_path / "hub.duckdb") as db:
+        attachment = attach_cdm(db, Attachment(str(source), "main", "main", "main"))
+        assert attachment.cdm_version == "5.3"
+        assert "episode" in attachment.empty_tables
+        assert "procedure_occurrence.procedure_end_date" in attachment.null_columns
+        assert db.scalar("SELECT count(*) FROM episode") == 0
+        assert db.scalar("SELECT count(admitted_from_concept_id) FROM visit_occurrence") == 1791
+    assert checksum(source) == before
+
+
+def test_attach_refuses_what_cannot_work(eunomia_file: Path, tmp_path: Path) -> None:
+    source = tmp_path / "bare.duckdb"
+    shutil.copyfile(eunomia_file, source)
+    os.chmod(source, 0o644)
+    with duckdb.connect(str(source)) as con:
+        con.execute("DROP TABLE cdm.observation_period")
+    done = run_cli("cdm", "attach", "--cdm", str(source), "--cdm-schema", "cdm", "--vocab-schema", "vocab",
+                   "--db", str(tmp_path / "hub.duckdb"), ok=False)  # fmt: skip
+    assert done.returncode != 0 and "no observation_period table" in done.stdout + done.stderr
+    done = run_cli("cdm", "attach", "--cdm", str(source), "--cdm-schema", "nowhere",
+                   "--db", str(tmp_path / "hub2.duckdb"), ok=False)  # fmt: skip
+    assert done.returncode != 0 and "no tables in schema nowhere" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
