@@ -42,13 +42,24 @@ def quality(
     thresholds: Path | None = typer.Option(None, "--thresholds", help="Thresholds JSON; default: bundled."),
     min_count: int | None = MIN_COUNT,
     strict: bool = typer.Option(False, "--strict", help="Exit with code 8 when any check fails."),
+    dqd_json: Path | None = typer.Option(
+        None,
+        "--dqd-json",
+        help="Where to write DQD's result JSON (exact counts, for this hub's administrator only;"
+        " default: OUT/dqd_results.json).",
+    ),
 ) -> None:
-    """Run the data-quality checks; write quality.json and quality.html to OUT."""
+    """Run our checks and OHDSI DQD v2.8's; write quality.json and quality.html (released) to OUT.
+
+    DQD's result file (DQD's layout, exact counts) is written for the hub administrator; it is not
+    for sharing: the released figures are in quality.json.
+    """
     from healthmesh.errors import QualityError
     from healthmesh.quality import run_quality
 
+    dqd_path = dqd_json or out / "dqd_results.json"
     with connect(db, read_only=True) as hub:
-        report = run_quality(hub, out, thresholds, hub_release(db, min_count))
+        report = run_quality(hub, out, thresholds, hub_release(db, min_count), dqd_file=dqd_path)
     summary = report.summary()
     table = Table("category", "checks", "passed", "failed")
     for category, cell in summary["by_category"].items():
@@ -60,8 +71,17 @@ def quality(
         f"{summary['checks_run']} checks of {summary['check_types']} types in {report.duration_s:.1f} s: "
         f"{summary['checks_failed']} failed. Report: {out / 'quality.html'}"
     )
-    if strict and summary["checks_failed"]:
-        raise QualityError(f"{summary['checks_failed']} checks failed; see {out / 'quality.html'}")
+    dqd = report.dqd_overview()
+    console.print(
+        f"DQD v2.8 checks: {dqd['countTotal']}: {dqd['countStrictlyPassed']} passed, "
+        f"{dqd['countThresholdFailed']} FAIL, {dqd['countNotApplicable']} not applicable, "
+        f"{dqd['countIsError']} in error. DQD result file (exact counts, local): {dqd_path}"
+    )
+    if strict and (summary["checks_failed"] or dqd["countThresholdFailed"] or dqd["countIsError"]):
+        raise QualityError(
+            f"{summary['checks_failed']} checks and {dqd['countThresholdFailed'] + dqd['countIsError']}"
+            f" DQD checks failed; see {out / 'quality.html'}"
+        )
 
 
 def characterize(

@@ -42,6 +42,7 @@ class Check:
     label: str | None = None  # the concept or vocabulary a concept-level check is about
     needs: tuple[str, ...] = ()  # tables the source reads besides ``table``
     joins: tuple[str, ...] = ()  # LEFT JOINs on a unique key: they never change the row count
+    counted: str = "*"  # what is counted: rows, or e.g. ``DISTINCT t."x"`` for distinct values
 
     @property
     def category(self) -> str:
@@ -60,11 +61,18 @@ class Check:
         target = f"{self.table}.{self.field}" if self.field else self.table
         return f"{self.check}:{target}" + (f":{self.label}" if self.label else "")
 
+    @property
+    def base_table(self) -> str | None:
+        """The table the source scans, when the source is a plain table (not a subquery)."""
+        first = self.source.split()[0]
+        return first if first.isidentifier() else None
+
     def sql(self) -> str:
         """The check on its own: violating rows and denominator."""
         return (
-            f"SELECT count(*) FILTER (WHERE ({self.violating}) AND ({self.denominator})) AS violating_rows,"
-            f" count(*) FILTER (WHERE {self.denominator}) AS denominator FROM {self.source} {' '.join(self.joins)}"
+            f"SELECT count({self.counted}) FILTER (WHERE ({self.violating}) AND ({self.denominator}))"
+            f" AS violating_rows, count({self.counted}) FILTER (WHERE {self.denominator}) AS denominator"
+            f" FROM {self.source} {' '.join(self.joins)}"
         ).rstrip()
 
 

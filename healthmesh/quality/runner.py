@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from healthmesh.cdm import cdm_tables
 from healthmesh.cdm.database import HubDatabase
@@ -12,10 +15,11 @@ from healthmesh.errors import CDMError
 from healthmesh.privacy.release import Release
 from healthmesh.quality.checks import Check, build_checks
 from healthmesh.quality.checktypes import CHECK_TYPES
+from healthmesh.quality.dqd import DQD_VERSION, DqdResult, dqd_checks, evaluate, to_check
 from healthmesh.quality.report import CheckResult, QualityReport
 from healthmesh.quality.thresholds import Thresholds, load_thresholds
 
-__all__ = ["present_columns", "run_checks", "run_quality"]
+__all__ = ["Counted", "count_checks", "present_columns", "run_checks", "run_quality"]
 
 # How many checks share one SELECT at most: wide enough to scan each table once, narrow enough to
 # keep one query's plan small.
@@ -71,8 +75,8 @@ def _structural(present: dict[str, set[str]], th: Thresholds) -> list[CheckResul
 def _batch_sql(batch: list[Check]) -> str:
     parts = []
     for i, c in enumerate(batch):
-        parts.append(f"count(*) FILTER (WHERE ({c.violating}) AND ({c.denominator})) AS v{i}")
-        parts.append(f"count(*) FILTER (WHERE {c.denominator}) AS d{i}")
+        parts.append(f"count({c.counted}) FILTER (WHERE ({c.violating}) AND ({c.denominator})) AS v{i}")
+        parts.append(f"count({c.counted}) FILTER (WHERE {c.denominator}) AS d{i}")
     joins = list(dict.fromkeys(j for c in batch for j in c.joins))
     return f"SELECT {', '.join(parts)} FROM {batch[0].source} {' '.join(joins)}"
 
@@ -85,37 +89,114 @@ def _result(
     )
 
 
-def run_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[CheckResult]:
-    """Run ``checks`` grouped by source; a failing batch falls back to one query per check."""
-    results: list[CheckResult] = []
-    # One query per table and check type: wide enough to batch hundreds of checks, narrow enough
-    # that DuckDB plans each join and subquery well (one query per table was 5x slower at 100k persons).
-    by_source: dict[tuple[str, str], list[Check]] = defaultdict(list)
-    for c in checks:
-        if any(t not in present for t in (c.table, *c.needs)):
-            results.append(_result(c, None, None, error="not applicable: a table it reads is missing"))
+@dataclass(frozen=True)
+class Counted:
+    """What one check counted: violating rows and denominator, or the reason it could not run."""
+
+    violating: int | None
+    denominator: int | None
+    error: str | None = None
+    seconds: float = 0.0  # its share of the time of the query that counted it
+
+
+def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[Counted]:
+    """Count every check, in the order given: checks of one source and type share one scan.
+
+    One query per source and check type: wide enough to batch hundreds of checks, narrow enough
+    that DuckDB plans each join and subquery well (one query per table was 5x slower at 100k
+    persons). A failing batch falls back to one query per check, so one bad check cannot hide the
+    others.
+    """
+    counted: list[Counted | None] = [None] * len(checks)
+    by_source: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, c in enumerate(checks):
+        missing = [t for t in (c.table, *c.needs) if t not in present]
+        if missing:
+            counted[i] = Counted(None, None, f"not applicable: table {missing[0]} does not exist")
         else:
-            by_source[(c.source, c.check)].append(c)
-    sizes = db.table_counts(sorted({source.split()[0] for source, _ in by_source}))
-    for (source, _), group in by_source.items():
-        if sizes.get(source.split()[0]) == 0:
-            results += [_result(c, 0, 0) for c in group]  # an empty table has nothing to violate
+            by_source[(c.source, c.check)].append(i)
+    bases = sorted({b for i in (j for g in by_source.values() for j in g) if (b := checks[i].base_table)})
+    sizes = db.table_counts(bases)
+    for (_, _), group in by_source.items():
+        base = checks[group[0]].base_table
+        if base is not None and sizes.get(base) == 0:
+            for i in group:  # an empty table has nothing to violate
+                counted[i] = Counted(0, 0)
             continue
         for start in range(0, len(group), _BATCH):
             batch = group[start : start + _BATCH]
+            began = time.perf_counter()
             try:
-                row = db.rows(_batch_sql(batch))[0]
+                row = db.rows(_batch_sql([checks[i] for i in batch]))[0]
             except CDMError:
-                for c in batch:
+                for i in batch:
+                    began = time.perf_counter()
                     try:
-                        v, d = db.rows(c.sql())[0]
-                        results.append(_result(c, int(v), int(d)))
+                        v, d = db.rows(checks[i].sql())[0]
+                        counted[i] = Counted(int(v), int(d), None, time.perf_counter() - began)
                     except CDMError as error:
-                        results.append(_result(c, None, None, error=str(error).splitlines()[0]))
+                        counted[i] = Counted(
+                            None, None, str(error).splitlines()[0], time.perf_counter() - began
+                        )
                 continue
-            for i, c in enumerate(batch):
-                results.append(_result(c, int(row[2 * i]), int(row[2 * i + 1])))
-    return results
+            share = (time.perf_counter() - began) / len(batch)
+            for k, i in enumerate(batch):
+                counted[i] = Counted(int(row[2 * k]), int(row[2 * k + 1]), None, share)
+    return [c if c is not None else Counted(None, None, "not run") for c in counted]
+
+
+def run_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[CheckResult]:
+    """Run ``checks`` (batched, see ``count_checks``) and judge each against its threshold."""
+    return [
+        _result(c, n.violating, n.denominator, n.error)
+        for c, n in zip(checks, count_checks(db, checks, present), strict=True)
+    ]
+
+
+def _dqd_plan(present: dict[str, set[str]]) -> tuple[list[DqdResult], list[tuple[int, Check]]]:
+    """DQD's checks: the structural ones answered from the catalog, the others as ``Check``s to count.
+
+    Returns the results (counts still missing for the planned ones) and, for each planned check,
+    its index in the results.
+    """
+    results: list[DqdResult] = []
+    planned: list[tuple[int, Check]] = []
+    for spec in dqd_checks():
+        table, column = spec.table.lower(), (spec.field or "").lower()
+        if spec.name == "cdmTable":
+            sql = f"SELECT count(*) = 0 FROM information_schema.tables WHERE table_name = '{table}'"
+            results.append(DqdResult(spec, sql, int(table not in present), 1))
+        elif spec.name == "cdmField":
+            sql = (
+                "SELECT count(*) = 0 FROM information_schema.columns"
+                f" WHERE table_name = '{table}' AND column_name = '{column}'"
+            )
+            results.append(DqdResult(spec, sql, int(column not in present.get(table, set())), 1))
+        else:
+            check = to_check(spec)
+            if table not in present:
+                results.append(
+                    DqdResult(spec, check.sql(), None, None, f"Table {spec.table} does not exist.")
+                )
+            elif column and column not in present[table]:
+                error = f"Field {spec.table}.{spec.field} does not exist."
+                results.append(DqdResult(spec, check.sql(), None, None, error))
+            else:
+                planned.append((len(results), check))
+                results.append(DqdResult(spec, check.sql(), None, None))
+    return results, planned
+
+
+def _cdm_source(db: HubDatabase, present: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """DQD's ``Metadata``: the CDM_SOURCE rows (upper-case keys) and the DQD version followed."""
+    rows: list[dict[str, Any]] = []
+    if "cdm_source" in present:
+        frame = db.df("SELECT * FROM cdm_source")
+        for record in frame.to_dict("records"):
+            rows.append(
+                {str(k).upper(): (None if v is None or v != v else str(v)) for k, v in record.items()}
+            )
+    return [{**row, "DQD_VERSION": DQD_VERSION} for row in rows or [{}]]
 
 
 def run_quality(
@@ -123,19 +204,42 @@ def run_quality(
     out_dir: str | Path | None = None,
     thresholds: str | Path | Thresholds | None = None,
     release: Release | None = None,
+    dqd_file: str | Path | None = None,
 ) -> QualityReport:
-    """Run every check on the hub; with ``out_dir`` also write ``quality.json`` and ``quality.html``.
+    """Run every check (ours and DQD's) on the hub; with ``out_dir`` write ``quality.json`` and ``.html``.
 
     The report keeps exact counts for the hub; ``release`` (the hub's) is needed to write or serve it.
+    ``dqd_file`` writes DQD's result JSON with exact counts: the hub administrator's local file.
     """
     started = time.perf_counter()
+    began = datetime.now()
     th = thresholds if isinstance(thresholds, Thresholds) else load_thresholds(thresholds)
     present = present_columns(db)
+    ours = build_checks(db, th, present)
+    dqd, planned = _dqd_plan(present)
+    # One pass for both sets: checks of the same table and type share their scans.
+    counted = count_checks(db, ours + [c for _, c in planned], present)
     results = _structural(present, th)
-    results += run_checks(db, build_checks(db, th, present), present)
+    results += [_result(c, n.violating, n.denominator, n.error) for c, n in zip(ours, counted, strict=False)]
+    for (index, _), n in zip(planned, counted[len(ours) :], strict=True):
+        error = n.error.removeprefix("not applicable: ") if n.error else None
+        dqd[index] = replace(
+            dqd[index], violating=n.violating, denominator=n.denominator, error=error, seconds=n.seconds
+        )
+    evaluate(dqd)
     order = {name: i for i, name in enumerate(CHECK_TYPES)}
     results.sort(key=lambda r: (order[r.check], r.table, r.field or "", r.label or ""))
-    report = QualityReport(results=results, duration_s=time.perf_counter() - started, release=release)
+    report = QualityReport(
+        results=results,
+        duration_s=time.perf_counter() - started,
+        release=release,
+        dqd=dqd,
+        dqd_checks={i: c for i, c in planned},
+        dqd_started=began,
+        dqd_metadata=_cdm_source(db, present),
+    )
     if out_dir is not None:
         report.write(out_dir)
+    if dqd_file is not None:
+        report.write_dqd(dqd_file)
     return report
