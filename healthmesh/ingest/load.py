@@ -25,7 +25,14 @@ from healthmesh.ingest.fhir.stage import (
     stage_bundle_text,
     stage_ndjson_file,
 )
-from healthmesh.ingest.map import SCANNED_FIELDS, map_stage, prepare_connection, rebuild_derived, shown_sql
+from healthmesh.ingest.map import (
+    SCANNED_FIELDS,
+    map_stage,
+    prepare_connection,
+    rebuild_derived,
+    redactions_sql,
+    shown_sql,
+)
 from healthmesh.ingest.report import IngestReport
 from healthmesh.ingest.synthea_csv import stage_synthea_csv
 from healthmesh.privacy.pseudonym import register_pseudonym_function
@@ -124,10 +131,10 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     ):
         report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
     for resource_type, position, kind, count in db.rows(
-        """
+        f"""
         SELECT resource_type, i, kind, count(*) FROM (
-            SELECT resource_type, generate_subscripts(pii, 1) AS i, unnest(pii) AS kind
-            FROM hm_checked WHERE status = 'loaded' AND pii IS NOT NULL
+            SELECT resource_type, generate_subscripts(k, 1) AS i, unnest(k) AS kind
+            FROM (SELECT resource_type, {redactions_sql()} AS k FROM hm_checked WHERE status = 'loaded' AND pii IS NOT NULL)
         ) WHERE kind IS NOT NULL GROUP BY ALL ORDER BY ALL
         """
     ):

@@ -21,6 +21,7 @@ __all__ = [
     "map_stage",
     "prepare_connection",
     "rebuild_derived",
+    "redactions_sql",
     "shown_sql",
 ]
 
@@ -118,19 +119,17 @@ def _check(db: HubDatabase) -> None:
                     THEN resource_type || ' without a code'
             END AS reason
             FROM s
-        ), p AS (  -- identifier-looking values of the records that may land (one regexp per record)
-            SELECT *, CASE WHEN reason IS NULL AND kind <> 'skipped'
-                                AND {_prefilter()}
-                           THEN [{_scanned_kinds()}] END AS pii
-            FROM r
         )
         SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}),
+               -- identifier-looking values of the records that may land: one regexp per record
+               CASE WHEN c.reason IS NULL AND c.kind <> 'skipped' AND {_prefilter()}
+                    THEN {_scanned_kinds()} END AS pii,
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
                hm_key(resource_type, rid) AS record_id, {_VOCABULARY_COLUMNS},
                CASE WHEN c.resource_type IN {_in(_EVENT_TYPES)} THEN {_target_table()} END AS target
-        FROM p c {_VOCABULARY_JOINS}
+        FROM r c {_VOCABULARY_JOINS}
         """
     )
     _redact(db)
@@ -154,50 +153,74 @@ SCANNED_FIELDS: tuple[tuple[str, str, str | None], ...] = (
     ("addr_city", "address.city", None),
     ("addr_state", "address.state", None),
     ("addr_postal", "address.postalCode", None),
-    ("rid", "id", None),
+    ("rid", "id", None),  # last: ``_reference_tables`` finds it there
 )
-_ORGANIZATION_ID = len(SCANNED_FIELDS)  # position of the id in ``pii`` (1-based)
 
 
 def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_KNOWN_IN_JOIN = {"source_concept_id": "m.source_concept_id", "value_concept_id": "v.concept_id",
+                  "unit_concept_id": "u.concept_id"}  # fmt: skip
+
+
 def _scanned_value(column: str) -> str:
-    return "CASE WHEN resource_type = 'Organization' THEN rid END" if column == "rid" else column
-
-
-def _scanned_values() -> str:
-    return ", ".join(_scanned_value(column) for column, _, _ in SCANNED_FIELDS)
+    """SQL for a scanned value in the checks' SELECT: the Organization's id, and no known code."""
+    return "CASE WHEN c.resource_type = 'Organization' THEN c.rid END" if column == "rid" else f"c.{column}"
 
 
 def _prefilter() -> str:
-    """SQL: whether any scanned value of the record may hold an identifier (the checks follow)."""
-    return f"regexp_matches(concat_ws(chr(10), {_scanned_values()}), {_sql_literal(INGEST_ANY)})"
+    """SQL: whether any scanned value of the record may hold an identifier (the checks follow).
+
+    Codes the vocabulary knows are kept whatever their shape, so they are not looked at: most
+    records then offer the regexp only an empty string.
+    """
+    values = ", ".join(
+        f"CASE WHEN {_KNOWN_IN_JOIN[known]} IS NULL THEN {_scanned_value(column)} END"
+        if known
+        else _scanned_value(column)
+        for column, _, known in SCANNED_FIELDS
+    )
+    return f"regexp_matches(concat_ws(chr(10), {values}), {_sql_literal(INGEST_ANY)})"
 
 
 def _scanned_kinds() -> str:
-    return ", ".join(f"hm_identifier_kind({_scanned_value(column)})" for column, _, _ in SCANNED_FIELDS)
+    """SQL for the kinds found, as text ``'1=KR_RRN 4=PHONE'`` (field position = kind): a text
+    column costs the unflagged records nothing, where a list column would cost every record."""
+    found = ", ".join(
+        f"'{i}=' || hm_identifier_kind({_scanned_value(column)})"
+        for i, (column, _, _) in enumerate(SCANNED_FIELDS, start=1)
+    )
+    return f"concat_ws(' ', {found})"
+
+
+def _found(i: int) -> str:
+    """SQL for the kind found in scanned field ``i`` (1-based) of a ``hm_checked`` row, else NULL."""
+    return f"nullif(regexp_extract(pii, '(?:^| ){i}=([A-Z_]+)', 1), '')"
 
 
 def _applied(i: int, known: str | None) -> str:
     """SQL for the detector kind of scanned field ``i`` (1-based) when its value is redacted, else NULL."""
-    return f"CASE WHEN {known} IS NULL THEN pii[{i}] END" if known else f"pii[{i}]"
+    return f"CASE WHEN {known} IS NULL THEN {_found(i)} END" if known else _found(i)
 
 
 def _redact(db: HubDatabase) -> None:
-    """Store NULL for each identifier-looking value of ``hm_checked``; ``pii`` keeps the kinds redacted.
-
-    Only the few records the regexp flagged are touched. A code the vocabulary knows is kept.
-    """
-    fields = [(i, column, _applied(i, known)) for i, (column, _, known) in enumerate(SCANNED_FIELDS, start=1)]
+    """Store NULL for each identifier-looking value of ``hm_checked``: only the few records the
+    regexp flagged are touched (``pii`` keeps the kinds found)."""
     values = ", ".join(
-        f"{column} = CASE WHEN ({applied}) IS NULL THEN {column} END"
-        for _, column, applied in fields
+        f"{column} = CASE WHEN ({_applied(i, known)}) IS NULL THEN {column} END"
+        for i, (column, _, known) in enumerate(SCANNED_FIELDS, start=1)
         if column != "rid"
     )
-    db.execute(
-        f"UPDATE hm_checked SET {values}, pii = [{', '.join(applied for _, _, applied in fields)}] WHERE pii IS NOT NULL"
+    db.execute(f"UPDATE hm_checked SET {values} WHERE pii IS NOT NULL")
+
+
+def redactions_sql() -> str:
+    """SQL, over a row of ``hm_checked``: the detector kind of each scanned field whose value was
+    stored as NULL (NULL where the value was kept), in ``SCANNED_FIELDS`` order."""
+    return (
+        "[" + ", ".join(_applied(i, known) for i, (_, _, known) in enumerate(SCANNED_FIELDS, start=1)) + "]"
     )
 
 
@@ -299,7 +322,7 @@ def _reference_tables(db: HubDatabase) -> None:
         "care_site_id",
         f"""
         SELECT record_id AS care_site_id, left(org_name, 255) AS care_site_name, {_ADDRESS_KEY} AS location_id,
-               CASE WHEN pii[{_ORGANIZATION_ID}] IS NULL THEN left(rid, 50) END AS care_site_source_value, left(code, 50) AS place_of_service_source_value
+               CASE WHEN {_found(len(SCANNED_FIELDS))} IS NULL THEN left(rid, 50) END AS care_site_source_value, left(code, 50) AS place_of_service_source_value
         FROM hm_ok WHERE resource_type = 'Organization'
         """,
     )

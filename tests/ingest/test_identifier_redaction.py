@@ -63,6 +63,7 @@ def identifier_bundle() -> dict[str, Any]:
     resources = [
         {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-01-01",
          "name": [{"family": "Kim", "given": ["Minjun"]}], "telecom": [{"system": "phone", "value": PHONE}]},
+        {"resourceType": "Organization", "id": "01098765432", "name": "Clinic of Dr. Kim"},
         {"resourceType": "Encounter", "id": "e1", "subject": subject, "class": {"code": "010 2345 6789"},
          "period": {"start": "2020-01-01T09:00:00", "end": "2020-01-01T10:00:00"}},
         {"resourceType": "Condition", "id": "c1", "subject": subject, "encounter": {"reference": "Encounter/e1"},
@@ -77,12 +78,13 @@ def identifier_bundle() -> dict[str, Any]:
         {"resourceType": "Observation", "id": "o3", "subject": subject, "effectiveDateTime": "2020-01-01",
          "code": _coded(loinc, "2339-0"), "valueQuantity": {"value": 5.5, "unit": RRN.replace("-", "")}},
         {"resourceType": "MedicationRequest", "id": "m1", "subject": subject, "authoredOn": "2020-01-01",
-         "medicationCodeableConcept": _coded("http://www.nlm.nih.gov/research/umls/rxnorm", "4111 1111 1111 1111")},
+         "medicationCodeableConcept": _coded("http://www.nlm.nih.gov/research/umls/rxnorm", "4111 1111 1111 1111", "Dr. Kim")},
     ]  # fmt: skip
     return {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": r} for r in resources]}
 
 
 EXPECTED_REDACTIONS = {
+    "Organization": {"id": {"PHONE": 1}, "name": {"PERSON_NAME": 1}},
     "Encounter": {"class.code": {"PHONE": 1}},
     "Condition": {"code": {"KR_RRN": 1}},
     "Observation": {
@@ -190,9 +192,9 @@ def test_a_posted_bundle_lands_without_its_identifiers(tmp_path: Path) -> None:
     path = tmp_path / "hub.duckdb"
     with create_hub(str(path)) as db:
         report = ingest_bundle(db, json.dumps(identifier_bundle()), hub="test", secret_key=KEY)
-    assert report.committed and report.rejected == 0 and report.loaded == 8
+    assert report.committed and report.rejected == 0 and report.loaded == 9
     assert report.redactions == EXPECTED_REDACTIONS
-    assert report.to_dict()["totals"]["redacted"] == 7
+    assert report.to_dict()["totals"]["redacted"] == 9
     assert not any(needle in json.dumps(report.to_dict()) for needle in NEEDLES)
     with duckdb.connect(str(path), read_only=True) as con:
         assert stored_needles(con) == []
@@ -222,8 +224,8 @@ def test_the_in_memory_twin_stays_equal_to_the_database_path() -> None:
 
 def test_a_rejected_record_does_not_repeat_its_identifier() -> None:
     bundle = identifier_bundle()
-    bundle["entry"][4]["resource"]["effectiveDateTime"] = PHONE
-    bundle["entry"][3]["resource"]["subject"] = {"reference": f"Patient/{RRN}"}
+    bundle["entry"][5]["resource"]["effectiveDateTime"] = PHONE
+    bundle["entry"][4]["resource"]["subject"] = {"reference": f"Patient/{RRN}"}
     with create_hub(":memory:") as db:
         report = ingest_bundle(db, json.dumps(bundle), hub="test", secret_key=KEY)
     reasons = [r["reason"] for r in report.rejections]
@@ -249,3 +251,18 @@ def test_a_generated_hub_stores_none_of_the_identifiers_its_people_typed(tmp_pat
     assert sum(report.redacted_by_kind().values()) == len(typed)
     with connect(path, read_only=True) as db:
         assert scan_database(db).total == 0
+
+
+def test_a_code_the_vocabulary_knows_is_kept_even_when_shaped_like_an_identifier() -> None:
+    code = RRN.replace("-", "")
+    bundle = identifier_bundle()
+    bundle["entry"][3]["resource"]["code"] = _coded("http://snomed.info/sct", code)
+    with create_hub(":memory:") as db:
+        db.execute("INSERT INTO hm_concept_map VALUES ('SNOMED', ?, 201826, 201826, 'Condition')", [code])
+        report = ingest_bundle(db, json.dumps(bundle), hub="test", secret_key=KEY)
+        kept = db.rows(
+            "SELECT condition_concept_id, condition_source_value FROM condition_occurrence WHERE condition_source_value = ?",
+            [code],
+        )
+    assert report.committed and "Condition" not in report.redactions
+    assert kept == [(201826, code)]
