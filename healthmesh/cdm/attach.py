@@ -238,6 +238,35 @@ def _cdm_version(db: HubDatabase, a: Attachment) -> str:
     return "5.3" if text.startswith("5.3") else "5.4"
 
 
+def _build_concept_map(db: HubDatabase) -> None:
+    """healthmesh's lookup of (vocabulary, code) -> standard concept and domain, derived from the
+    attached vocabulary into the hub's own schema (as ``load_vocabulary`` builds it for a hub's own CDM)."""
+    db.execute("DROP TABLE IF EXISTS main.hm_concept_map")
+    db.execute(
+        """
+        CREATE TABLE main.hm_concept_map AS
+        WITH maps AS (
+            SELECT r.concept_id_1 AS source_id, min(r.concept_id_2) AS standard_id
+            FROM concept_relationship r JOIN concept t ON t.concept_id = r.concept_id_2
+            WHERE r.relationship_id = 'Maps to' AND r.invalid_reason IS NULL AND t.standard_concept = 'S'
+            GROUP BY r.concept_id_1
+        )
+        SELECT DISTINCT ON (c.vocabulary_id, c.concept_code)
+               c.vocabulary_id, c.concept_code, c.concept_id AS source_concept_id,
+               coalesce(CASE WHEN c.standard_concept = 'S' THEN c.concept_id END, m.standard_id, 0) AS concept_id,
+               coalesce(s.domain_id, c.domain_id) AS domain_id
+        FROM concept c
+        LEFT JOIN maps m ON m.source_id = c.concept_id
+        LEFT JOIN concept s
+          ON s.concept_id = coalesce(CASE WHEN c.standard_concept = 'S' THEN c.concept_id END, m.standard_id)
+        ORDER BY c.vocabulary_id, c.concept_code, coalesce(c.standard_concept = 'S', false) DESC,
+                 c.invalid_reason IS NOT NULL, c.concept_id
+        """
+    )
+    if db.dialect == "postgres":
+        db.execute("CREATE INDEX hm_concept_map_code ON main.hm_concept_map (vocabulary_id, concept_code)")
+
+
 def _drop_views(db: HubDatabase) -> None:
     if db.dialect == "postgres":
         for (name,) in db.rows("SELECT table_name FROM information_schema.views WHERE table_schema = 'main'"):
@@ -280,6 +309,7 @@ def attach_cdm(db: HubDatabase, attachment: Attachment) -> Attachment:
         for sql in statements:
             db.execute(sql)
         attachment.cdm_version = _cdm_version(db, attachment)
+        _build_concept_map(db)
         db.execute(f"CREATE TABLE IF NOT EXISTS main.{ATTACHMENT_TABLE} (record TEXT)")
         db.execute(f"DELETE FROM main.{ATTACHMENT_TABLE}")
         db.execute(f"INSERT INTO main.{ATTACHMENT_TABLE} VALUES (?)", [attachment.to_json()])

@@ -73,9 +73,14 @@ class HubDatabase:
             raise CDMError(f"query failed: {error}") from error
 
     def tables(self) -> set[str]:
+        """Tables and views of the hub and this connection's temp tables (not of an attached CDM file,
+        which the hub reads through its views)."""
         return {
             r[0]
-            for r in self.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
+            for r in self.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_catalog IN (current_database(), 'temp')"
+            )
         }
 
     def table_counts(self, tables: Sequence[str] | None = None) -> dict[str, int]:

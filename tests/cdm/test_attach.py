@@ -160,3 +160,96 @@ def test_attach_refuses_what_cannot_work(eunomia_file: Path, tmp_path: Path) -> 
                    "--db", str(tmp_path / "hub2.duckdb"), ok=False)  # fmt: skip
     assert done.returncode != 0 and "no tables in schema nowhere" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_risk_train_validate_score_on_attached_cdms(
+    eunomia_file: Path, attached_hub: Path, tmp_path: Path
+) -> None:
+    """Eunomia's 28 persons are too few to fit: the verb says so. A larger attached CDM trains."""
+    from healthmesh.cdm import create_hub
+    from healthmesh.risk.toycdm import populate_toy_cdm
+
+    done = run_cli("risk", "train", "--task", "t2dm-3y", "--db", str(attached_hub), "--out", str(tmp_path / "m"),
+                   "--models", "logistic-l1", ok=False)  # fmt: skip
+    assert "at least 10 of each are needed" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    toy = tmp_path / "toy.duckdb"
+    with create_hub(str(toy)) as db:
+        populate_toy_cdm(db, 1500, seed=11)
+    before = checksum(toy)
+    hub = tmp_path / "toyhub.duckdb"
+    run_cli("cdm", "attach", "--cdm", str(toy), "--db", str(hub))
+    model = tmp_path / "models" / "t2dm"
+    run_cli(
+        "risk", "train", "--task", "t2dm-3y", "--db", str(hub), "--out", str(model), "--models", "logistic-l1"
+    )
+    run_cli("risk", "validate", "--model", str(model), "--db", str(hub), "--out", str(tmp_path / "val"))
+    scored = run_cli("risk", "score", "--model", str(model), "--db", str(hub), "--person", "5")
+    assert "contribution" in scored.stdout
+    assert checksum(toy) == before
+
+
+def test_federated_count_on_the_attached_hub(eunomia_file: Path, attached_hub: Path) -> None:
+    from healthmesh.federation.cdm_tasks import hub_concept_counts
+    from healthmesh.privacy.release import Release
+
+    release = Release(b"attached-hub-release-key-0123456", 5)
+    before = checksum(eunomia_file)
+    with connect(attached_hub, read_only=True) as db:
+        concept, persons = db.rows(
+            "SELECT condition_concept_id, count(DISTINCT person_id) FROM condition_occurrence "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        )[0]
+    counts, touched = hub_concept_counts(str(attached_hub), {"concept_ids": [int(concept)]}, release)
+    assert touched == persons >= 5
+    assert abs(counts["persons"] - persons) <= release.max_noise  # released: perturbed, not withheld
+    assert checksum(eunomia_file) == before
+
+
+def test_hub_service_serves_the_attached_cdm(eunomia_file: Path, attached_hub: Path, tmp_path: Path) -> None:
+    """``healthmesh hub serve`` (production, a real process) answers /catalog and /cohorts/count from
+    the attached CDM and refuses to store a Bundle into it."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "security"))
+    import secrets
+
+    import httpx
+    from fixtures_requests import free_port, production_env  # type: ignore[import-not-found]
+
+    from healthmesh.api.launch import hub_serve_command, wait_until_ready
+    from healthmesh.hubkeys import HubKeys
+
+    before = checksum(eunomia_file)
+    hub = tmp_path / "served.duckdb"
+    shutil.copyfile(attached_hub, hub)
+    secret = secrets.token_hex(32)
+    command = hub_serve_command("eunomia", hub, free_port())
+    url = f"http://127.0.0.1:{command[command.index('--port') + 1]}"
+    log = tmp_path / "service.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, env=production_env(secret), stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until_ready(url, process, timeout_s=120)
+
+        def headers(role: str) -> dict[str, str]:
+            form = {"grant_type": "client_credentials", "client_id": role,
+                    "client_secret": HubKeys(secret.encode()).client_secret("eunomia", role)}  # fmt: skip
+            token = httpx.post(f"{url}/token", data=form).json()["access_token"]
+            return {"Authorization": f"Bearer {token}"}
+
+        researcher, admin = headers("researcher"), headers("admin")
+        catalog = httpx.get(f"{url}/catalog", headers=researcher, timeout=60)
+        assert catalog.status_code == 200, catalog.text
+        count = httpx.post(
+            f"{url}/cohorts/count", json={"builtin": "type-2-diabetes"}, headers=researcher, timeout=60
+        )
+        assert count.status_code == 200, count.text
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"}}]}  # fmt: skip
+        stored = httpx.post(f"{url}/fhir/Bundle", json=bundle, headers=admin, timeout=60)
+        assert stored.status_code == 422 and "attached read-only" in stored.text, stored.text
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert "Traceback" not in log.read_text(errors="replace")
+    assert checksum(eunomia_file) == before

@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import get_state, set_rows
 from healthmesh.api.json_route import JsonRoute
+from healthmesh.cdm.attach import refuse_cdm_writes
+from healthmesh.errors import IngestError
 from healthmesh.ingest import IngestReport, ingest_bundle
 
 __all__ = ["operation_outcome", "router"]
@@ -83,6 +85,7 @@ def post_bundle(
             operation_outcome("error", "invalid", [reason]), status_code=422, media_type=FHIR_JSON
         )
     state = get_state(request)
+    refuse_cdm_writes(state.db, "POST /fhir/Bundle", IngestError)  # an attached CDM is read-only
     text = json.dumps(bundle)
     with state.ingest_database() as db:
         report = ingest_bundle(db, text, state.config.hub, state.keys.pseudonym)
