@@ -92,7 +92,8 @@ def _cast(datatype: str) -> str:
 def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str, int]:
     """Load every vocabulary table found in ``directory`` (default: the bundled subset).
 
-    The bundled supplement of platform and always-needed concepts is added when absent, the
+    The bundled supplements (special, type, unit and platform concepts, CVX vaccines, and concepts
+    from OHDSI's Phenotype Library) are added where absent, the
     ``concept_ancestor`` table is derived from "Is a" when the files give none, and the
     ``hm_concept_map`` lookup (source code to standard concept and domain) is rebuilt.
     """
@@ -106,18 +107,27 @@ def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str,
             counts[table] = _load_table(db, table, path)
     if "concept" not in counts:
         raise VocabularyError(f"no CONCEPT file in {directory}; expected CONCEPT.csv or concept.csv(.gz)")
-    supplement = bundled_vocabulary_dir() / "supplement.csv"
-    db.execute(
-        "INSERT INTO concept SELECT s.* FROM read_csv(?, header=true, types={'concept_id':'BIGINT',"
-        " 'valid_start_date':'DATE', 'valid_end_date':'DATE'}) s"
-        " WHERE s.concept_id NOT IN (SELECT concept_id FROM concept)",
-        [str(supplement)],
-    )
+    _add_supplements(db)
     if not db.scalar("SELECT count(*) FROM concept_ancestor"):
         counts["concept_ancestor"] = _derive_ancestors(db)
     _build_concept_map(db)
     counts["concept"] = int(db.scalar("SELECT count(*) FROM concept"))
     return counts
+
+
+SUPPLEMENTS = ("supplement.csv", "supplement_cvx.csv", "supplement_phenotypes.csv")
+
+
+def _add_supplements(db: HubDatabase) -> None:
+    """Add the bundled supplements' concepts that the loaded files lack (a full export keeps its own rows)."""
+    for name in SUPPLEMENTS:
+        db.execute(
+            "INSERT INTO concept BY NAME SELECT * REPLACE (concept_id::BIGINT AS concept_id,"
+            " valid_start_date::DATE AS valid_start_date, valid_end_date::DATE AS valid_end_date)"
+            " FROM read_csv(?, header=true, all_varchar=true) s"
+            " WHERE s.concept_id::BIGINT NOT IN (SELECT concept_id FROM concept)",
+            [str(bundled_vocabulary_dir() / name)],
+        )
 
 
 def _derive_ancestors(db: HubDatabase) -> int:
