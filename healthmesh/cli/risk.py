@@ -29,7 +29,9 @@ def _hub_release(db: Path) -> Any:
     from healthmesh.config import Settings, hub_keys
     from healthmesh.privacy.release import Release
 
-    if not db.is_file():
+    from healthmesh.cdm.database import is_postgres_url
+
+    if not is_postgres_url(db) and not db.is_file():
         raise ModelError(f"hub database {db} not found")
     settings = Settings()
     return Release(hub_keys(settings, db).release, settings.min_cell_count)
