@@ -26,10 +26,9 @@ def _models(value: str | None) -> list[str] | None:
 
 def _hub_release(db: Path) -> Any:
     """The release path (``Release``) of the hub whose CDM is ``db``: the key and threshold of its service."""
+    from healthmesh.cdm.database import is_postgres_url
     from healthmesh.config import Settings, hub_keys
     from healthmesh.privacy.release import Release
-
-    from healthmesh.cdm.database import is_postgres_url
 
     if not is_postgres_url(db) and not db.is_file():
         raise ModelError(f"hub database {db} not found")
