@@ -4,7 +4,8 @@
 messages its job file lists (any preprocessing, any start parameters), recording every reply. Its
 bundle carries no code (only ``pyproject.toml``, naming the healthmesh ClientApp), so a hub accepts
 the bundle and only its policy stands between the attacker and the rows. The SuperLink's ServerApp
-process imports this module from ``PYTHONPATH`` (the coordinator controls its own machine).
+process imports this module as ``security.fixtures_federation``, with the tests folder on
+``PYTHONPATH`` (the coordinator controls its own machine).
 
 ``write_foreign_bundle`` writes an app folder whose own ClientApp returns every row of the hub's
 table (and leaves a marker file if it ever runs).
