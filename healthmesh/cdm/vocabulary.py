@@ -95,22 +95,26 @@ def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str,
     The bundled supplements (special, type, unit and platform concepts, CVX vaccines, and concepts
     from OHDSI's Phenotype Library) are added where absent, the
     ``concept_ancestor`` table is derived from "Is a" when the files give none, and the
-    ``hm_concept_map`` lookup (source code to standard concept and domain) is rebuilt.
+    ``hm_concept_map`` lookup (source code to standard concept and domain, and the bundled aliases of
+    UCUM units as FHIR writes them) is rebuilt.
     """
     directory = directory or bundled_vocabulary_dir()
     if not directory.is_dir():
         raise VocabularyError(f"vocabulary folder {directory} does not exist")
-    counts: dict[str, int] = {}
-    for table in VOCABULARY_TABLES:
-        path = _find(directory, table)
-        if path is not None:
-            counts[table] = _load_table(db, table, path)
-    if "concept" not in counts:
+    found = {table: _find(directory, table) for table in VOCABULARY_TABLES}
+    if found["concept"] is None:
         raise VocabularyError(f"no CONCEPT file in {directory}; expected CONCEPT.csv or concept.csv(.gz)")
+    counts: dict[str, int] = {}
+    for table, path in found.items():  # a table the folder lacks is emptied: nothing of the last one stays
+        if path is None:
+            db.execute(f"DELETE FROM {table}")
+        else:
+            counts[table] = _load_table(db, table, path)
     _add_supplements(db)
     if not db.scalar("SELECT count(*) FROM concept_ancestor"):
         counts["concept_ancestor"] = _derive_ancestors(db)
     _build_concept_map(db)
+    _add_unit_aliases(db)
     counts["concept"] = int(db.scalar("SELECT count(*) FROM concept"))
     return counts
 
@@ -172,6 +176,21 @@ def _build_concept_map(db: HubDatabase) -> None:
         QUALIFY row_number() OVER (PARTITION BY c.vocabulary_id, c.concept_code
                                    ORDER BY (c.standard_concept = 'S') DESC, c.invalid_reason NULLS FIRST, c.concept_id) = 1
         """
+    )
+
+
+def _add_unit_aliases(db: HubDatabase) -> None:
+    """UCUM units as FHIR writes them (``U/L``, ``{score}``) for the OMOP unit concepts, whose codes are
+    written otherwise (``[U]/L``, ``[score]``); a unit the vocabulary already spells so is kept."""
+    db.execute(
+        """
+        INSERT INTO hm_concept_map
+        SELECT 'UCUM', a.unit, c.concept_id, c.concept_id, c.domain_id
+        FROM read_csv(?, header=true, all_varchar=true) a
+        JOIN concept c ON c.concept_id = a.concept_id::BIGINT AND c.standard_concept = 'S'
+        WHERE a.unit NOT IN (SELECT concept_code FROM hm_concept_map WHERE vocabulary_id = 'UCUM')
+        """,
+        [str(bundled_vocabulary_dir() / "ucum_aliases.csv")],
     )
 
 
