@@ -113,6 +113,7 @@ MAX_AS_OF_PER_DAY = 3
 MAX_PROBED_PAIRS = 500_000  # (caller, person) pairs with an as_of remembered today
 # Risk bands of the researcher's distribution: fixed edges, so that no band edge is a person's risk.
 RISK_BANDS = (0.0, 0.05, 0.10, 0.20, 0.30, 0.50, 1.0)
+MEAN_MIN_PERSONS = 100
 
 
 class BatchRequest(BaseModel):
@@ -160,8 +161,9 @@ class AsOfProbes:
         return True
 
 
-def _distribution(state: HubState, model: str, db: HubDatabase) -> dict[str, Any]:
-    """The hub's risk distribution: persons per fixed risk band and the mean risk, every count released."""
+def _distribution(state: HubState, model: str, db: HubDatabase) -> tuple[dict[str, Any], int]:
+    """The hub's risk distribution (persons per fixed risk band, every count released; the mean risk),
+    and how many persons it was computed over (for the audit log)."""
     scores = score_batch(state.models[model], db)
     release = state.release
     risk = scores["risk"].to_numpy(dtype=float)
@@ -175,8 +177,8 @@ def _distribution(state: HubState, model: str, db: HubDatabase) -> dict[str, Any
         released = release.count(len(members), release.person_key(members))
         bands.append({"risk_from": float(edges[i]), "risk_to": float(edges[i + 1]), "persons": released,
                       "suppressed": released is None})  # fmt: skip
-    # A mean over fewer persons than the threshold would be one of them: withheld like its count.
-    mean = round(float(risk.mean()), 3) if total else None
+    # One person moves the mean of n by at most 1/n: released, to two decimals, only over many persons.
+    mean = round(float(risk.mean()), 2) if len(persons) >= MEAN_MIN_PERSONS else None
     return {
         "model": model,
         "view": "distribution",
@@ -185,7 +187,7 @@ def _distribution(state: HubState, model: str, db: HubDatabase) -> dict[str, Any
         "mean_risk": mean,
         "bands": bands,
         "calibration": None,  # outcomes after each person's last observed day are not known yet
-    }
+    }, len(persons)
 
 
 def _named_patients(db: HubDatabase, person_ids: list[int]) -> dict[int, date | None]:
@@ -193,7 +195,7 @@ def _named_patients(db: HubDatabase, person_ids: list[int]) -> dict[int, date | 
     ids = ", ".join(str(int(p)) for p in person_ids)
     rows = db.rows(
         "SELECT p.person_id, max(op.observation_period_end_date), "
-        f"EXISTS (SELECT 1 FROM death d WHERE d.person_id = p.person_id) FROM person p "
+        "EXISTS (SELECT 1 FROM death d WHERE d.person_id = p.person_id) FROM person p "
         f"LEFT JOIN observation_period op ON op.person_id = p.person_id WHERE p.person_id IN ({ids}) "
         "GROUP BY p.person_id"
     )
@@ -241,8 +243,8 @@ def score_many(
             raise HTTPException(422, "as_of is for clinicians scoring named patients; the distribution is "
                                      "as of each person's last observed day")  # fmt: skip
         with state.cursor() as db:
-            answer = _distribution(state, model, db)
-        set_rows(request, answer["persons"])
+            answer, scored_persons = _distribution(state, model, db)
+        set_rows(request, scored_persons)
         return answer
     if "clinician" not in principal.roles:
         raise HTTPException(403, "only a clinician scores named patients; researchers get the distribution "
