@@ -218,7 +218,7 @@ def _view_sql(db: HubDatabase, table: str, found: dict[str, Any], a: Attachment)
             source = old
             a.renamed_columns.append(f"{table}.{old} -> {f.name}")
         if source is None:
-            if f.primary_key or (table in _REQUIRED and f.required):
+            if table in _REQUIRED and f.required:
                 raise CDMError(f"cannot attach: the CDM's {table} has no column {f.name}")
             a.null_columns.append(f"{table}.{f.name}")
         target_type = sql_type(f.datatype, db.dialect)
