@@ -12,6 +12,7 @@ import json
 from importlib import resources
 
 from healthmesh.cdm.database import HubDatabase
+from healthmesh.cdm.eras import build_eras
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
 from healthmesh.privacy.scan import IDENTIFIER_MACROS, INGEST_ANY
 
@@ -511,19 +512,19 @@ def map_stage(db: HubDatabase) -> bool:
     return bool(dedupe)
 
 
+_BATCH_PERSONS = "SELECT DISTINCT person_id FROM hm_checked WHERE status = 'loaded'"
+
+
 def rebuild_derived(
     db: HubDatabase, hub: str, vocabulary_version: str, only_batch_persons: bool = False
 ) -> None:
-    """observation_period (one per person, first to last record), death dates and cdm_source.
+    """observation_period (one per person, first to last record), death dates, the condition, drug
+    and dose eras (``healthmesh.cdm.eras``) and cdm_source.
 
     ``only_batch_persons`` limits the work to the persons of the last mapped batch (a posted Bundle),
     so that one Bundle does not rescan the hub.
     """
-    scope = (
-        "person_id IN (SELECT DISTINCT person_id FROM hm_checked WHERE status = 'loaded')"
-        if only_batch_persons
-        else "true"
-    )
+    scope = f"person_id IN ({_BATCH_PERSONS})" if only_batch_persons else "true"
     dates = " UNION ALL ".join(
         f"SELECT person_id, {date} AS d FROM {table} WHERE {scope}"
         for table, (_, date) in EVENT_TABLES.items()
@@ -548,6 +549,7 @@ def rebuild_derived(
         GROUP BY person_id
         """
     )
+    build_eras(db, _BATCH_PERSONS if only_batch_persons else None)
     if db.scalar(
         "SELECT count(*) FROM cdm_source WHERE cdm_source_abbreviation = ? AND vocabulary_version = ?",
         [hub[:25], vocabulary_version],

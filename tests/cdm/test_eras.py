@@ -183,3 +183,40 @@ def test_condition_eras_match_the_ones_ohdsi_etl_synthea_built(eunomia_file: Pat
             " SELECT * EXCLUDE (condition_era_id) FROM condition_era))"
         )
     assert differences == 0
+
+
+def _bundle(patient: str, conditions: list[tuple[str, str]]) -> str:
+    import json
+
+    entries: list[dict] = [{"resource": {"resourceType": "Patient", "id": patient, "gender": "female",
+                                          "birthDate": "1960-05-01"}}]  # fmt: skip
+    for rid, day in conditions:
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": rid,
+                    "subject": {"reference": f"Patient/{patient}"},
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+                    "onsetDateTime": day,
+                    "abatementDateTime": day,
+                }
+            }
+        )
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+
+
+def test_ingest_builds_the_eras_and_a_posted_bundle_rebuilds_its_persons(backend_db: HubDatabase) -> None:
+    from healthmesh.ingest import ingest_bundle
+
+    db, key = backend_db, b"era-test-secret-0123456789abcdef0123"
+    ingest_bundle(db, _bundle("p1", [("c1", "2020-01-01"), ("c2", "2020-01-20")]), "gyeonggi", key)
+    ingest_bundle(db, _bundle("p2", [("c3", "2021-01-01")]), "gyeonggi", key)
+    assert db.scalar("SELECT count(*) FROM condition_era") == 2
+    assert db.scalar("SELECT max(condition_occurrence_count) FROM condition_era") == 2
+    ingest_bundle(db, _bundle("p1", [("c4", "2020-06-01")]), "gyeonggi", key)  # over 30 days later
+    eras = _rows(
+        db, "SELECT condition_concept_id, condition_occurrence_count FROM condition_era ORDER BY 2, 1"
+    )
+    assert eras == [(CONDITION, 1), (CONDITION, 1), (CONDITION, 2)]
+    assert db.scalar("SELECT count(DISTINCT condition_era_id) FROM condition_era") == 3
