@@ -260,3 +260,36 @@ def test_hub_service_serves_the_attached_cdm(eunomia_file: Path, attached_hub: P
         process.wait(30)
     assert "Traceback" not in log.read_text(errors="replace")
     assert checksum(eunomia_file) == before
+
+
+@pytest.mark.slow
+def test_federated_count_over_flower_reads_attached_hubs(
+    eunomia_file: Path, attached_hub: Path, tmp_path: Path
+) -> None:
+    """A real Flower network on loopback (TLS): two SuperNodes whose hubs are attached CDMs."""
+    from healthmesh.config import Settings, hub_keys
+    from healthmesh.federation import federated_count, start_hub_network
+    from healthmesh.federation.cdm_tasks import hub_concept_counts
+    from healthmesh.privacy.release import Release
+
+    before = checksum(eunomia_file)
+    hubs = {"east": tmp_path / "east.duckdb", "west": tmp_path / "west.duckdb"}
+    for path in hubs.values():
+        shutil.copyfile(attached_hub, path)
+    with connect(attached_hub, read_only=True) as db:
+        concept = int(
+            db.scalar(
+                "SELECT condition_concept_id FROM condition_occurrence GROUP BY 1 "
+                "ORDER BY count(DISTINCT person_id) DESC, 1 LIMIT 1"
+            )
+        )
+    with start_hub_network(hubs, tmp_path / "network", tls=True) as network:
+        result = federated_count(network, [concept], characterize=False)
+    job = {"concept_ids": [concept], "characterize": False}
+    direct = {
+        name: hub_concept_counts(str(db), job, Release(hub_keys(Settings(secret_key=None), db).release, 5))[0]
+        for name, db in hubs.items()
+    }
+    assert result["per_site"] == direct
+    assert all(counts["persons"] > 0 for counts in direct.values())
+    assert checksum(eunomia_file) == before
