@@ -1,20 +1,28 @@
-"""Benchmark: data-quality checks plus characterization on a hub of 100,000 persons.
+"""Benchmark: the full quality check set (ours and OHDSI DQD v2.8's) on a hub of 100,000 persons.
 
-Prints the time of ``run_quality`` + ``characterize`` beside a plain full scan of the same tables
-(every column of every non-empty CDM table read once: the floor any checker pays), with the ratio.
-Target: both together under 2 minutes on the 2-core development machine.
+Prints the time of ``run_quality`` (every check, batched: the checks of one table and type share
+one scan) beside the same checks executed check by check, each as its own query on the same
+engine (what DQD does: one SQL per check), with the ratio; and beside a plain full scan of the
+same tables (every column of every non-empty CDM table read once: the floor any checker pays).
+Check by check runs each check DQD's way: its violating rows counted by one query, its
+denominator by another. The batched time is the best of ``--repeat`` runs (the machine is shared).
+Targets: the full check set under 60 s at 100,000 persons, at least 10x faster than check by check.
+``--characterize`` also times the characterization (the earlier target: both under 2 minutes).
 
     python benchmarks/quality.py                       # builds a 100,000-person hub (see --generator)
     python benchmarks/quality.py --db hubs/gwangju.duckdb   # an existing (generated) hub
 
 ``--generator synth`` builds the hub with ``healthmesh synth`` + ``healthmesh ingest`` (slow to
 generate); ``sample`` (the default) with the set-based sample population of healthmesh.quality.
+``--per-check-share 0.2`` times one check in 5 by itself and scales the time up (stated as such):
+check by check at 100,000 persons takes long.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +30,11 @@ from pathlib import Path
 from healthmesh.cdm import HubDatabase, cdm_tables, connect, create_hub
 from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
 from healthmesh.characterize import characterize
-from healthmesh.quality import insert_sample_population, run_quality
+from healthmesh.privacy.release import Release
+from healthmesh.quality import insert_sample_population, present_columns, run_quality
+from healthmesh.quality.checks import Check, build_checks
+from healthmesh.quality.dqd import dqd_checks, to_check
+from healthmesh.quality.thresholds import load_thresholds
 
 
 def build_sample(path: Path, persons: int, visits: int) -> HubDatabase:
@@ -58,6 +70,45 @@ def full_scan(db: HubDatabase) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+def every_check(db: HubDatabase) -> list[Check]:
+    """The checks ``run_quality`` counts (ours and DQD's; the catalog-answered structural ones aside)."""
+    present = present_columns(db)
+    ours = build_checks(db, load_thresholds(), present)
+    theirs = []
+    for spec in dqd_checks():
+        table, column = spec.table.lower(), (spec.field or "").lower()
+        if spec.name in ("cdmTable", "cdmField") or table not in present:
+            continue
+        if column and column not in present[table]:
+            continue
+        theirs.append(to_check(spec))
+    return [c for c in ours + theirs if all(t in present for t in (c.table, *c.needs))]
+
+
+def dqd_style_sql(c: Check) -> str:
+    """A check as DQD writes it: its violating rows counted, then its denominator, each by itself."""
+    source = f"{c.source} {' '.join(c.joins)}".rstrip()
+    counted = f"count({c.counted})"
+    return (
+        f"SELECT (SELECT {counted} FROM {source} WHERE ({c.violating}) AND ({c.denominator})),"
+        f" (SELECT {counted} FROM {source} WHERE {c.denominator})"
+    )
+
+
+def check_by_check(db: HubDatabase, checks: list[Check], share: float) -> tuple[float, float, int]:
+    """Run every ``1/share``-th check as its own query; wall and CPU seconds scaled to all checks."""
+    step = max(1, round(1 / share))
+    chosen = checks[::step]
+    cpu, started = _cpu(), time.perf_counter()
+    for c in chosen:
+        try:
+            db.rows(dqd_style_sql(c))
+        except Exception:  # noqa: BLE001 - a check in error costs its attempt, as in DQD
+            pass
+    scale = len(checks) / len(chosen)
+    return (time.perf_counter() - started) * scale, (_cpu() - cpu) * scale, len(chosen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,6 +118,11 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=12, help="visits per person (sample generator)")
     parser.add_argument("--generator", choices=["sample", "synth"], default="sample")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    parser.add_argument("--characterize", action="store_true", help="also time the characterization")
+    parser.add_argument("--repeat", type=int, default=3, help="batched runs; the best is reported")
+    parser.add_argument(
+        "--per-check-share", type=float, default=1.0, help="share of checks timed one by one (0..1]"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,30 +144,49 @@ def main() -> None:
 
         db.execute("SET enable_progress_bar = false")
         floor_s, rows = full_scan(db)
-        cpu, started = _cpu(), time.perf_counter()
-        report = run_quality(db, work / "out")
-        quality_s, quality_cpu = time.perf_counter() - started, _cpu() - cpu
-        cpu, started = _cpu(), time.perf_counter()
-        document = characterize(db, work / "out", hub="benchmark")
-        characterize_s, characterize_cpu = time.perf_counter() - started, _cpu() - cpu
+        quality_s = quality_cpu = float("inf")
+        for _ in range(args.repeat):  # the best of a few: the development machine is shared
+            cpu, started = _cpu(), time.perf_counter()
+            report = run_quality(db, work / "out", release=Release(secrets.token_bytes(32), 5))
+            quality_s = min(quality_s, time.perf_counter() - started)
+            quality_cpu = min(quality_cpu, _cpu() - cpu)
+        checks = every_check(db)
+        single_s, single_cpu, timed = check_by_check(db, checks, min(1.0, max(args.per_check_share, 1e-6)))
+        characterize_s = 0.0
+        if args.characterize:
+            started = time.perf_counter()
+            document = characterize(
+                db, work / "out", release=Release(secrets.token_bytes(32), 5), hub="benchmark"
+            )
+            characterize_s = time.perf_counter() - started
         db.close()
 
-    total = quality_s + characterize_s
     summary = report.summary()
+    dqd = report.dqd_overview()
     print(
         f"hub: {source} ({persons:,} persons, {rows:,} rows in non-empty CDM tables; built in {build_s:.1f} s)"
     )
     print(
-        f"quality checks:   {quality_s:7.2f} s wall {quality_cpu:7.2f} s CPU"
-        f"  ({summary['checks_run']} checks of {summary['check_types']} types)"
+        f"full check set, batched: {quality_s:7.2f} s wall {quality_cpu:7.2f} s CPU"
+        f"  ({summary['checks_run']} of our checks + {dqd['countTotal']} DQD checks;"
+        f" {len(checks)} counted by SQL)  target < 60 s: {'met' if quality_s < 60 else 'MISSED'}"
+    )
+    estimate = "" if timed == len(checks) else f" (estimated from {timed} of {len(checks)} checks)"
+    print(f"check by check (DQD's way): {single_s:7.2f} s wall {single_cpu:7.2f} s CPU{estimate}")
+    ratio = single_s / quality_s
+    print(
+        f"ratio check by check / batched: {ratio:.1f}x wall, {single_cpu / quality_cpu:.1f}x CPU"
+        f"  target >= 10x: {'met' if ratio >= 10 else 'MISSED'}"
     )
     print(
-        f"characterization: {characterize_s:7.2f} s wall {characterize_cpu:7.2f} s CPU"
-        f"  ({len(document['analyses'])} analyses, charts included)"
+        f"floor (full scan):       {floor_s:7.2f} s wall  (every value of every non-empty CDM table hashed once)"
     )
-    print(f"together:         {total:7.2f} s wall  target < 120 s: {'met' if total < 120 else 'MISSED'}")
-    print(f"floor (full scan):{floor_s:7.2f} s wall  (every value of every non-empty CDM table hashed once)")
-    print(f"ratio together / floor: {total / floor_s:.1f}x")
+    print(f"ratio batched / floor: {quality_s / floor_s:.1f}x")
+    if args.characterize:
+        print(
+            f"characterization: {characterize_s:7.2f} s wall ({len(document['analyses'])} analyses);"
+            f" with quality {quality_s + characterize_s:.1f} s"
+        )
 
 
 if __name__ == "__main__":

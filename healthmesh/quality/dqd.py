@@ -26,7 +26,7 @@ from importlib import resources
 from typing import Any
 
 from healthmesh.errors import QualityError
-from healthmesh.quality.checks import Check
+from healthmesh.quality.checks import Check, concept_gender_source
 
 __all__ = [
     "DEPRECATED",
@@ -288,6 +288,7 @@ def to_check(spec: DqdSpec) -> Check:
         needs: tuple[str, ...] = (),
         joins: tuple[str, ...] = (),
         counted: str = "*",
+        grouped: str | None = None,
     ) -> Check:
         return Check(
             spec.name,
@@ -301,6 +302,7 @@ def to_check(spec: DqdSpec) -> Check:
             needs=needs,
             joins=joins,
             counted=counted,
+            grouped=grouped,
         )
 
     builders: dict[str, Callable[[], Check]] = {
@@ -337,12 +339,7 @@ def to_check(spec: DqdSpec) -> Check:
             needs=("death",),
             joins=(_DEATH,),
         ),
-        "plausibleGender": lambda: check(
-            f"pb.gender_concept_id IS DISTINCT FROM {_GENDER[row['plausibleGender'].upper()]}",
-            f"{f} = {_ids(spec.concept_id or '')}",
-            needs=("person",),
-            joins=(_BIRTH,),
-        ),
+        "plausibleGender": lambda: _gender(spec, f"t.{col} = {_ids(spec.concept_id or '')}", check),
         "plausibleValueLow": lambda: _plausible_value(f, row["plausibleValueLow"], "<", check),
         "plausibleValueHigh": lambda: _plausible_value(f, row["plausibleValueHigh"], ">", check),
         "plausibleStartBeforeEnd": lambda: check(
@@ -375,20 +372,14 @@ def to_check(spec: DqdSpec) -> Check:
             needs=("condition_occurrence",),
         ),
         "measureObservationPeriodOverlap": lambda: check("t.overlaps = 1", source=_PERIODS),
-        "plausibleGenderUseDescendants": lambda: check(
-            f"pb.gender_concept_id IS DISTINCT FROM {_GENDER[row['plausibleGenderUseDescendants'].upper()]}",
-            f"{f} IN (SELECT descendant_concept_id FROM concept_ancestor"
+        "plausibleGenderUseDescendants": lambda: _gender(
+            spec,
+            f"t.{col} IN (SELECT descendant_concept_id FROM concept_ancestor"
             f" WHERE ancestor_concept_id IN ({_ids(spec.concept_id or '')}))",
-            needs=("person", "concept_ancestor"),
-            joins=(_BIRTH,),
+            check,
+            "concept_ancestor",
         ),
-        "plausibleUnitConceptIds": lambda: check(
-            f"t.unit_concept_id NOT IN ({_ids(row['plausibleUnitConceptIds'])})"
-            if row["plausibleUnitConceptIds"]
-            else "t.unit_concept_id IS NOT NULL",
-            f"{f} = {_ids(spec.concept_id or '')} AND t.value_as_number IS NOT NULL"
-            " AND t.unit_source_value IS NOT NULL",
-        ),
+        "plausibleUnitConceptIds": lambda: _units(spec, check),
     }
     if spec.name not in builders:
         raise QualityError(f"DQD check type {spec.name} has no SQL here")
@@ -398,10 +389,42 @@ def to_check(spec: DqdSpec) -> Check:
 def _foreign_key(spec: DqdSpec, check: Callable[..., Check]) -> Check:
     col = (spec.field or "").lower()
     ref, key = spec.row["fkTableName"].lower(), spec.row["fkFieldName"].lower()
+    if (ref, key) == ("concept", "concept_id"):  # the join the other concept checks read
+        return check(
+            f't."{col}" IS NOT NULL AND a_{col}.concept_id IS NULL',
+            needs=(ref,),
+            joins=(_concept_attributes(col),),
+        )
     return check(
         f't."{col}" IS NOT NULL AND c_{col}.{key} IS NULL',
         needs=(ref,),
         joins=(_concept_join(col, ref, key),),
+    )
+
+
+def _gender(spec: DqdSpec, concepts: str, check: Callable[..., Check], *needs: str) -> Check:
+    """Records of the concepts whose person is not of the plausible gender (DQD: gender <> it)."""
+    table, col = spec.table.lower(), (spec.field or "").lower()
+    gender = _GENDER[spec.row[spec.name].upper()]
+    return check(
+        f"t.gender_concept_id IS DISTINCT FROM {gender}",
+        concepts,
+        source=concept_gender_source(table, col),
+        needs=("person", *needs),
+        grouped=concept_gender_source(table, col, grouped=True),
+    )
+
+
+def _units(spec: DqdSpec, check: Callable[..., Check]) -> Check:
+    """Records of the concept with a value and a unit source value, whose unit is not a plausible one."""
+    table, col = spec.table.lower(), (spec.field or "").lower()
+    units = spec.row["plausibleUnitConceptIds"]
+    measured = f"FROM {table} WHERE value_as_number IS NOT NULL AND unit_source_value IS NOT NULL"
+    return check(
+        f"t.unit_concept_id NOT IN ({_ids(units)})" if units else "t.unit_concept_id IS NOT NULL",
+        f"t.{col} = {_ids(spec.concept_id or '')}",
+        source=f'(SELECT "{col}" AS {col}, unit_concept_id {measured}) t',
+        grouped=f'(SELECT "{col}" AS {col}, unit_concept_id, count(*) AS n {measured} GROUP BY ALL) t',
     )
 
 

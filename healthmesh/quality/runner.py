@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -72,13 +73,34 @@ def _structural(present: dict[str, set[str]], th: Thresholds) -> list[CheckResul
     return results
 
 
-def _batch_sql(batch: list[Check]) -> str:
-    parts = []
-    for i, c in enumerate(batch):
-        parts.append(f"count({c.counted}) FILTER (WHERE ({c.violating}) AND ({c.denominator})) AS v{i}")
-        parts.append(f"count({c.counted}) FILTER (WHERE {c.denominator}) AS d{i}")
+def _aggregate(c: Check, predicate: str) -> str:
+    """The count of rows (or distinct values) meeting ``predicate``, as a plain aggregate.
+
+    ``sum(CASE ...)`` rather than ``count(*) FILTER (...)``: DuckDB computes hundreds of the former
+    in one pass several times faster (measured: 10-40 ms against 300-400 ms for 46 checks).
+    """
+    if c.grouped is not None:  # each row of the grouped source stands for n rows
+        return f"coalesce(sum(CASE WHEN {predicate} THEN t.n ELSE 0 END), 0)"
+    if c.counted != "*":
+        return f"count(DISTINCT CASE WHEN {predicate} THEN {c.counted.removeprefix('DISTINCT ')} END)"
+    return f"coalesce(sum(CASE WHEN {predicate} THEN 1 ELSE 0 END), 0)"
+
+
+def _batch_sql(batch: list[Check]) -> tuple[str, list[tuple[int, int]]]:
+    """One query counting every check of ``batch``; for each check, its two columns in the row.
+
+    Identical aggregates (the same denominator of many checks) are computed once.
+    """
+    columns: dict[str, int] = {}
+    positions = []
+    for c in batch:
+        pair = []
+        for predicate in (f"({c.violating}) AND ({c.denominator})", f"({c.denominator})"):
+            pair.append(columns.setdefault(_aggregate(c, predicate), len(columns)))
+        positions.append((pair[0], pair[1]))
     joins = list(dict.fromkeys(j for c in batch for j in c.joins))
-    return f"SELECT {', '.join(parts)} FROM {batch[0].source} {' '.join(joins)}"
+    source = batch[0].grouped or batch[0].source
+    return f"SELECT {', '.join(columns)} FROM {source} {' '.join(joins)}", positions
 
 
 def _result(
@@ -99,6 +121,19 @@ class Counted:
     seconds: float = 0.0  # its share of the time of the query that counted it
 
 
+def _scan_kind(c: Check) -> str:
+    """Which checks of one source share a query: those reading the same kinds of joined tables.
+
+    A check with a subquery in its predicates gets its own query per check type (DuckDB plans a
+    few anti-joins well, dozens in one plan badly); the others batch by the kinds of their joins,
+    whatever their type.
+    """
+    if "SELECT" in c.violating.upper() or "SELECT" in c.denominator.upper():
+        return f"type {c.check}"
+    kinds = sorted({re.sub(r'"\w+"|\b[a-z]_\w+', "", j) for j in c.joins})
+    return "joins " + " | ".join(kinds)
+
+
 def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[Counted]:
     """Count every check, in the order given: checks of one source and type share one scan.
 
@@ -108,16 +143,16 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
     others.
     """
     counted: list[Counted | None] = [None] * len(checks)
-    by_source: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_source: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
     for i, c in enumerate(checks):
         missing = [t for t in (c.table, *c.needs) if t not in present]
         if missing:
             counted[i] = Counted(None, None, f"not applicable: table {missing[0]} does not exist")
         else:
-            by_source[(c.source, c.check)].append(i)
+            by_source[(c.source, c.grouped, _scan_kind(c))].append(i)
     bases = sorted({b for i in (j for g in by_source.values() for j in g) if (b := checks[i].base_table)})
     sizes = db.table_counts(bases)
-    for (_, _), group in by_source.items():
+    for group in by_source.values():
         base = checks[group[0]].base_table
         if base is not None and sizes.get(base) == 0:
             for i in group:  # an empty table has nothing to violate
@@ -127,7 +162,8 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
             batch = group[start : start + _BATCH]
             began = time.perf_counter()
             try:
-                row = db.rows(_batch_sql([checks[i] for i in batch]))[0]
+                sql, positions = _batch_sql([checks[i] for i in batch])
+                row = db.rows(sql)[0]
             except CDMError:
                 for i in batch:
                     began = time.perf_counter()
@@ -140,8 +176,8 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
                         )
                 continue
             share = (time.perf_counter() - began) / len(batch)
-            for k, i in enumerate(batch):
-                counted[i] = Counted(int(row[2 * k]), int(row[2 * k + 1]), None, share)
+            for (v, d), i in zip(positions, batch, strict=True):
+                counted[i] = Counted(int(row[v]), int(row[d]), None, share)
     return [c if c is not None else Counted(None, None, "not run") for c in counted]
 
 
