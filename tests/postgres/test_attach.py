@@ -35,29 +35,48 @@ CLI = [sys.executable, "-m", "healthmesh"]
 SECRET = secrets.token_hex(32)  # a hub in PostgreSQL keeps no secret of its own: the verbs need it
 
 
-def _load_eunomia(admin_url: str) -> None:
-    """Tables made with the CDM's DDL (types of the spec), rows copied from the shared CSVs."""
-    with connect(admin_url) as target, duckdb.connect() as scratch:
+def _load_cdm(admin_url: str, selects: dict[str, str], scratch: duckdb.DuckDBPyConnection) -> None:
+    """Tables made with the CDM's DDL (types of the spec) in schemas cdm and vocab, rows copied from
+    ``selects`` (table: a DuckDB query of its rows, run on ``scratch``)."""
+    with connect(admin_url) as target:
         for schema in ("cdm", "vocab"):
-            target.raw.execute(f"CREATE SCHEMA {schema}")
-        files = {f.name.split(".")[0]: f for f in EUNOMIA.glob("*.csv*")}
-        for table, file in files.items():
-            if table not in cdm_tables():
-                continue
+            target.raw.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table, select in selects.items():
             schema = "vocab" if table in VOCABULARY_TABLES else "cdm"
             ddl = create_table_sql(table, "postgres").replace(" NOT NULL", "")
             target.raw.execute(ddl.replace(f"EXISTS {table} (", f"EXISTS {schema}.{table} (", 1))
-            columns = [f.name for f in cdm_tables()[table]]
-            header = scratch.execute(f"SELECT * FROM read_csv('{file}', header=true) LIMIT 0").df().columns
-            present = [c for c in columns if c in set(header)]
-            select = ", ".join(f'"{c}"' for c in present)
+            header = set(scratch.execute(f"SELECT * FROM ({select}) LIMIT 0").df().columns)
+            present = [f.name for f in cdm_tables()[table] if f.name in header]
+            quoted = ", ".join(f'"{c}"' for c in present)
             copy_duckdb_to_postgres(
-                scratch,
-                f"SELECT {select} FROM read_csv('{file}', header=true, sample_size=-1)",
-                target,
-                f"{schema}.{table}",
-                present,
+                scratch, f"SELECT {quoted} FROM ({select})", target, f"{schema}.{table}", present
             )
+
+
+def _load_eunomia(admin_url: str) -> None:
+    files = {f.name.split(".")[0]: f for f in EUNOMIA.glob("*.csv*")}
+    selects = {
+        table: f"SELECT * FROM read_csv('{file}', header=true, sample_size=-1)"
+        for table, file in files.items()
+        if table in cdm_tables()
+    }
+    with duckdb.connect() as scratch:
+        _load_cdm(admin_url, selects, scratch)
+
+
+def _reader_role(admin_url: str, database: str) -> tuple[str, str]:
+    """A role with USAGE and SELECT on the CDM's schemas, owner of ``main``: (role, its URL)."""
+    role = f"hm_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as con:
+        con.execute(f"CREATE ROLE {role} LOGIN")
+        con.execute(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
+        con.execute("CREATE SCHEMA IF NOT EXISTS main")
+        con.execute(f"ALTER SCHEMA main OWNER TO {role}")
+        for schema in ("cdm", "vocab"):
+            con.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    head, _, tail = admin_url.partition("://")
+    return role, f"{head}://{role}@{tail.split('@', 1)[-1]}"
 
 
 def _digest(admin_url: str) -> dict[str, str]:
@@ -82,17 +101,8 @@ def eunomia_pg(postgres_server: PostgresServer) -> Iterator[tuple[str, str]]:
     """(admin URL, hub role URL) of a database holding Eunomia; the role reads the CDM, owns ``main``."""
     name = postgres_server.create()
     admin_url = database_url(postgres_server.url, name)
-    role = f"hm_reader_{uuid.uuid4().hex[:8]}"
     _load_eunomia(admin_url)
-    with psycopg.connect(admin_url, autocommit=True) as con:
-        con.execute(f"CREATE ROLE {role} LOGIN")
-        con.execute(f"REVOKE CREATE ON DATABASE {name} FROM PUBLIC")
-        con.execute(f"ALTER SCHEMA main OWNER TO {role}")
-        for schema in ("cdm", "vocab"):
-            con.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
-            con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
-    head, _, tail = admin_url.partition("://")
-    hub_url = f"{head}://{role}@{tail.split('@', 1)[-1]}"
+    role, hub_url = _reader_role(admin_url, name)
     yield admin_url, hub_url
     postgres_server.drop(name)
     postgres_server.admin.execute(f"DROP ROLE IF EXISTS {role}")
@@ -177,3 +187,45 @@ def test_hub_service_on_the_attached_postgres_cdm(eunomia_pg: tuple[str, str], t
         process.wait(30)
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text()
     assert _digest(admin_url) == before
+
+
+def test_risk_train_validate_score_on_an_attached_postgres_cdm(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A 1,500-person toy CDM in PostgreSQL schemas, attached by a SELECT-only role: the risk verbs run."""
+    from healthmesh.cdm import create_hub
+    from healthmesh.risk.toycdm import populate_toy_cdm
+
+    toy = tmp_path / "toy.duckdb"
+    with create_hub(str(toy)) as db:
+        populate_toy_cdm(db, 1500, seed=11)
+    name = postgres_server.create()
+    admin_url = database_url(postgres_server.url, name)
+    role = ""
+    try:
+        with duckdb.connect(str(toy), read_only=True) as scratch:
+            _load_cdm(admin_url, {t: f"SELECT * FROM {t}" for t in cdm_tables()}, scratch)
+        role, hub_url = _reader_role(admin_url, name)
+        before = _digest(admin_url)
+        run_cli("cdm", "attach", "--db", hub_url, "--cdm-schema", "cdm", "--vocab-schema", "vocab")
+        model = tmp_path / "models" / "t2dm"
+        run_cli(
+            "risk",
+            "train",
+            "--task",
+            "t2dm-3y",
+            "--db",
+            hub_url,
+            "--out",
+            str(model),
+            "--models",
+            "logistic-l1",
+        )
+        run_cli("risk", "validate", "--model", str(model), "--db", hub_url, "--out", str(tmp_path / "val"))
+        scored = run_cli("risk", "score", "--model", str(model), "--db", hub_url, "--person", "5")
+        assert "contribution" in scored.stdout
+        assert _digest(admin_url) == before
+    finally:
+        postgres_server.drop(name)
+        if role:
+            postgres_server.admin.execute(f"DROP ROLE IF EXISTS {role}")
