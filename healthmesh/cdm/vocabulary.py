@@ -135,13 +135,14 @@ def _add_supplements(db: HubDatabase) -> None:
 
 
 def _derive_ancestors(db: HubDatabase) -> int:
-    """Transitive closure of "Is a" among concepts, plus each standard concept as its own ancestor."""
+    """Transitive closure of "Is a" among the concepts present, plus each standard concept as its own ancestor."""
     db.execute(
         """
         INSERT INTO concept_ancestor
         WITH RECURSIVE isa AS (
             SELECT concept_id_1 AS child, concept_id_2 AS parent FROM concept_relationship
-            WHERE relationship_id = 'Is a' AND invalid_reason IS NULL
+            WHERE relationship_id = 'Is a' AND invalid_reason IS NULL  -- between concepts the table holds
+              AND concept_id_1 IN (SELECT concept_id FROM concept) AND concept_id_2 IN (SELECT concept_id FROM concept)
         ), walk(ancestor, descendant, depth) AS (
             SELECT parent, child, 1 FROM isa
             UNION

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from healthmesh.cdm import HubDatabase, connect, create_hub
 from healthmesh.cdm.eras import build_eras
-from healthmesh.cdm.vocabulary import SUPPLEMENTS, bundled_vocabulary_dir
+from healthmesh.cdm.vocabulary import SUPPLEMENTS, VOCABULARY_TABLES, bundled_vocabulary_dir
 
 SECRET = "1d6f9b3e8a2c5f0d7b4e9a1c6f3b8d2e5a0c7f4b"
 
@@ -134,3 +134,35 @@ def test_a_folder_without_concept_file_is_refused_in_one_line(tmp_path: Path) ->
     assert "CONCEPT" in done.stderr + done.stdout and "Traceback" not in done.stderr
     with connect(db_path, read_only=True) as db:  # the hub keeps its vocabulary
         assert db.scalar("SELECT count(*) FROM concept") > 2000
+
+
+def test_every_concept_id_an_ingested_hub_holds_is_in_concept(generated_hub: Path) -> None:
+    """DQD's isForeignKey on every concept field: a value with no CONCEPT row fails (0 included)."""
+    spec = (
+        Path(__file__).resolve().parents[2] / "healthmesh" / "cdm" / "spec" / "OMOP_CDMv5.4_Field_Level.csv"
+    )
+    with spec.open(encoding="utf-8-sig") as handle:
+        fields = [
+            (r["cdmTableName"].lower(), r["cdmFieldName"].lower())
+            for r in csv.DictReader(handle)
+            if r["isForeignKey"] == "Yes"
+            and r["fkTableName"].upper() == "CONCEPT"
+            and r["cdmTableName"].lower() not in VOCABULARY_TABLES  # DQD does not check these
+        ]
+    assert len(fields) > 100
+    with connect(generated_hub, read_only=True) as db:
+        orphans = {}
+        for table, field in fields:
+            n = db.scalar(
+                f'SELECT count(*) FROM "{table}" t WHERE t."{field}" IS NOT NULL'
+                f' AND NOT EXISTS (SELECT 1 FROM concept c WHERE c.concept_id = t."{field}")'
+            )
+            if n:
+                orphans[f"{table}.{field}"] = n
+        assert db.scalar("SELECT count(*) FROM person WHERE ethnicity_concept_id = 0") > 0  # 0 is used
+        assert db.scalar("SELECT count(*) FROM condition_era") > 0
+        # The derived hierarchy stays within the concepts present.
+        assert not db.scalar(
+            "SELECT count(*) FROM concept_ancestor WHERE ancestor_concept_id NOT IN (SELECT concept_id FROM concept)"
+        )
+    assert orphans == {}
