@@ -166,3 +166,32 @@ def test_every_concept_id_an_ingested_hub_holds_is_in_concept(generated_hub: Pat
             "SELECT count(*) FROM concept_ancestor WHERE ancestor_concept_id NOT IN (SELECT concept_id FROM concept)"
         )
     assert orphans == {}
+
+
+def test_shared_synthea_immunizations_and_units_get_their_standard_concepts(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Twelve of the shared Synthea bundles: CVX vaccines and FHIR-spelt UCUM units map (0% and none before)."""
+    import tarfile
+
+    from healthmesh.ingest import ingest_paths
+
+    folder = tmp_path / "bundles"
+    with tarfile.open(shared_data / "synthea" / "synthea-fhir-r4-205-patients_smart-on-fhir.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.endswith(".json") and "Information" not in m.name]
+        for member in members[:12]:
+            member.name = Path(member.name).name
+            tar.extract(member, folder, filter="data")
+    db_path = tmp_path / "hub.duckdb"
+    create_hub(str(db_path)).close()
+    with connect(db_path) as db:
+        report = ingest_paths(db, [folder], "massachusetts", SECRET.encode())
+        shares = report.mapped_share()
+        units = dict(
+            db.rows(
+                "SELECT unit_source_value, min(unit_concept_id) FROM measurement"
+                " WHERE unit_source_value IN ('U/L', '{score}', 'mL/min/{1.73_m2}') GROUP BY 1"
+            )
+        )
+    assert report.by_type["Immunization"]["loaded"] > 50 and shares["Immunization"] >= 0.85, shares
+    assert units and all(concept > 0 for concept in units.values()), units
