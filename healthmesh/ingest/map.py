@@ -124,7 +124,7 @@ def _check(db: HubDatabase) -> None:
         SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}),
                -- identifier-looking values of the records that may land: one regexp per record
                CASE WHEN c.reason IS NULL AND c.kind <> 'skipped' AND {_prefilter()}
-                    THEN {_scanned_kinds()} END AS pii,
+                    THEN '' END AS pii,
                CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
                AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
@@ -166,9 +166,13 @@ _KNOWN_IN_JOIN = {"source_concept_id": "m.source_concept_id", "value_concept_id"
                   "unit_concept_id": "u.concept_id"}  # fmt: skip
 
 
-def _scanned_value(column: str) -> str:
-    """SQL for a scanned value in the checks' SELECT: the Organization's id, and no known code."""
-    return "CASE WHEN c.resource_type = 'Organization' THEN c.rid END" if column == "rid" else f"c.{column}"
+def _scanned_value(column: str, row: str = "c.") -> str:
+    """SQL for a scanned value of a row (``c.`` in the checks' SELECT): for ``rid``, the Organization's id."""
+    return (
+        f"CASE WHEN {row}resource_type = 'Organization' THEN {row}rid END"
+        if column == "rid"
+        else f"{row}{column}"
+    )
 
 
 def _prefilter() -> str:
@@ -187,10 +191,10 @@ def _prefilter() -> str:
 
 
 def _scanned_kinds() -> str:
-    """SQL for the kinds found, as text ``'1=KR_RRN 4=PHONE'`` (field position = kind): a text
-    column costs the unflagged records nothing, where a list column would cost every record."""
+    """SQL for the kinds found in a ``hm_checked`` row, as text ``'1=KR_RRN 4=PHONE'`` (field
+    position = kind): a text column costs the unflagged records nothing, a list column would."""
     found = ", ".join(
-        f"'{i}=' || hm_identifier_kind({_scanned_value(column)})"
+        f"'{i}=' || hm_identifier_kind({_scanned_value(column, row='')})"
         for i, (column, _, _) in enumerate(SCANNED_FIELDS, start=1)
     )
     return f"concat_ws(' ', {found})"
@@ -207,8 +211,10 @@ def _applied(i: int, known: str | None) -> str:
 
 
 def _redact(db: HubDatabase) -> None:
-    """Store NULL for each identifier-looking value of ``hm_checked``: only the few records the
-    regexp flagged are touched (``pii`` keeps the kinds found)."""
+    """Name the kinds found in the records the regexp flagged (``pii``), then store NULL for each
+    identifier-looking value. Only those few records are touched: the detectors' checks are a
+    large expression that would cost every record of the CREATE, even where it is not evaluated."""
+    db.execute(f"UPDATE hm_checked SET pii = {_scanned_kinds()} WHERE pii IS NOT NULL")
     values = ", ".join(
         f"{column} = CASE WHEN ({_applied(i, known)}) IS NULL THEN {column} END"
         for i, (column, _, known) in enumerate(SCANNED_FIELDS, start=1)
