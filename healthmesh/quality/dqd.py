@@ -26,7 +26,7 @@ from importlib import resources
 from typing import Any
 
 from healthmesh.errors import QualityError
-from healthmesh.quality.checks import Check, concept_gender_source
+from healthmesh.quality.checks import DEATH_JOIN, VISIT_JOIN, Check, concept_gender_source, concept_join
 
 __all__ = [
     "DEPRECATED",
@@ -239,14 +239,8 @@ _BIRTH = (
     " coalesce(month_of_birth, 1), '-', coalesce(day_of_birth, 1)) AS DATE))) AS birth_date"
     " FROM person GROUP BY person_id) pb ON pb.person_id = t.person_id"
 )
-_DEATH = (
-    "LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM death GROUP BY person_id) dd"
-    " ON dd.person_id = t.person_id"
-)
-_VISIT = (
-    "LEFT JOIN (SELECT visit_occurrence_id, min(visit_start_date) AS vs, max(visit_end_date) AS ve"
-    " FROM visit_occurrence GROUP BY visit_occurrence_id) v ON v.visit_occurrence_id = t.visit_occurrence_id"
-)
+_DEATH = DEATH_JOIN
+_VISIT = VISIT_JOIN
 _PERIODS = (
     "(SELECT person_id, max(CASE WHEN observation_period_start_date <= prev_end + INTERVAL 1 DAY"
     " THEN 1 ELSE 0 END) AS overlaps FROM (SELECT person_id, observation_period_start_date,"
@@ -256,17 +250,9 @@ _PERIODS = (
 )
 
 
-def _concept_join(col: str, table: str = "concept", key: str = "concept_id") -> str:
-    return f'LEFT JOIN (SELECT DISTINCT {key} FROM {table}) c_{col} ON c_{col}.{key} = t."{col}"'
-
-
-def _concept_attributes(col: str) -> str:
-    return (
-        f"LEFT JOIN (SELECT concept_id, any_value(domain_id) AS domain_id,"
-        f" any_value(concept_class_id) AS concept_class_id, any_value(standard_concept) AS standard_concept,"
-        f" any_value(invalid_reason) AS invalid_reason FROM concept GROUP BY concept_id) a_{col}"
-        f' ON a_{col}.concept_id = t."{col}"'
-    )
+def _key_join(col: str, table: str, key: str) -> str:
+    """The referenced table's key, as ``k_<field>`` (distinct: a duplicated key must not add rows)."""
+    return f'LEFT JOIN (SELECT DISTINCT {key} FROM {table}) k_{col} ON k_{col}.{key} = t."{col}"'
 
 
 def _quoted(values: str) -> str:
@@ -311,20 +297,20 @@ def to_check(spec: DqdSpec) -> Check:
         "isPrimaryKey": lambda: check(f'{f} IN (SELECT "{col}" FROM {table} GROUP BY 1 HAVING count(*) > 1)'),
         "isForeignKey": lambda: _foreign_key(spec, check),
         "fkDomain": lambda: check(
-            f"a_{col}.concept_id <> 0 AND a_{col}.domain_id NOT IN ({_quoted(row['fkDomain'])})",
+            f"c_{col}.concept_id <> 0 AND c_{col}.domain_id NOT IN ({_quoted(row['fkDomain'])})",
             needs=("concept",),
-            joins=(_concept_attributes(col),),
+            joins=(concept_join(col),),
         ),
         "fkClass": lambda: check(
-            f"a_{col}.concept_id <> 0 AND a_{col}.concept_class_id NOT IN ({_quoted(row['fkClass'])})",
+            f"c_{col}.concept_id <> 0 AND c_{col}.concept_class_id NOT IN ({_quoted(row['fkClass'])})",
             needs=("concept",),
-            joins=(_concept_attributes(col),),
+            joins=(concept_join(col),),
         ),
         "isStandardValidConcept": lambda: check(
-            f"a_{col}.concept_id <> 0 AND (a_{col}.standard_concept IS DISTINCT FROM 'S'"
-            f" OR a_{col}.invalid_reason IS NOT NULL)",
+            f"c_{col}.concept_id <> 0 AND (c_{col}.standard_concept IS DISTINCT FROM 'S'"
+            f" OR c_{col}.invalid_reason IS NOT NULL)",
             needs=("concept",),
-            joins=(_concept_attributes(col),),
+            joins=(concept_join(col),),
         ),
         "measureValueCompleteness": lambda: check(f"{f} IS NULL"),
         "standardConceptRecordCompleteness": lambda: check(f"{f} = 0"),
@@ -391,14 +377,14 @@ def _foreign_key(spec: DqdSpec, check: Callable[..., Check]) -> Check:
     ref, key = spec.row["fkTableName"].lower(), spec.row["fkFieldName"].lower()
     if (ref, key) == ("concept", "concept_id"):  # the join the other concept checks read
         return check(
-            f't."{col}" IS NOT NULL AND a_{col}.concept_id IS NULL',
+            f't."{col}" IS NOT NULL AND c_{col}.concept_id IS NULL',
             needs=(ref,),
-            joins=(_concept_attributes(col),),
+            joins=(concept_join(col),),
         )
     return check(
-        f't."{col}" IS NOT NULL AND c_{col}.{key} IS NULL',
+        f't."{col}" IS NOT NULL AND k_{col}.{key} IS NULL',
         needs=(ref,),
-        joins=(_concept_join(col, ref, key),),
+        joins=(_key_join(col, ref, key),),
     )
 
 
