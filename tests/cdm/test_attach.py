@@ -293,3 +293,38 @@ def test_federated_count_over_flower_reads_attached_hubs(
     assert result["per_site"] == direct
     assert all(counts["persons"] > 0 for counts in direct.values())
     assert checksum(eunomia_file) == before
+
+
+def test_quality_on_the_attached_cdm_equals_quality_on_a_copy(attached_hub: Path, tmp_path: Path) -> None:
+    """The views change no answer: every check counts the same rows as on a hub holding the same data."""
+    import json
+
+    from healthmesh.cdm import init_cdm
+    from healthmesh.cdm.schema import cdm_tables
+    from healthmesh.privacy.release import Release
+    from healthmesh.quality import run_quality
+
+    native = tmp_path / "native.duckdb"
+    with connect(native) as db:
+        init_cdm(db)
+        for table, file in eunomia_tables().items():
+            if table not in cdm_tables():
+                continue
+            header = {r[0] for r in db.rows(f"DESCRIBE SELECT * FROM read_csv('{file}', header=true)")}
+            names = ", ".join(f'"{f.name}"' for f in cdm_tables()[table] if f.name in header)
+            db.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM read_csv('{file}', header=true, sample_size=-1)"
+            )
+    answers = []
+    for hub, out in ((native, tmp_path / "native"), (attached_hub, tmp_path / "attached")):
+        with connect(hub, read_only=True) as db:
+            run_quality(db, out, release=Release(b"attached-hub-release-key-0123456", 5))
+        checks = json.loads((out / "quality.json").read_text())["checks"]
+        answers.append(
+            {
+                (c["check"], c["table"], c["field"], c["label"]): (c["violating_rows"], c["failed"])
+                for c in checks
+            }
+        )
+    assert answers[0] == answers[1]
+    assert any(failed for _, failed in answers[1].values())  # the comparison is not of empty answers
