@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -120,16 +121,26 @@ class Counted:
     seconds: float = 0.0  # its share of the time of the query that counted it
 
 
+_JOIN_KIND = re.compile(r"\)?\s(c_|k_|pd|pb|dd|v)\w*\s+ON\s")
+
+
 def _scan_kind(c: Check) -> str:
     """Which checks of one source share a query.
 
     A check with a subquery in its predicates gets one query per check type (DuckDB plans a few
-    anti-joins well, dozens in one plan badly); all others of the source share one query, their
-    joins (on unique keys, named alike by every check) joined once.
+    anti-joins well, dozens in one plan badly). The others share one query per kind of joined
+    table (none, concepts, keys of clinical tables, person dates, visits): measured on the
+    measurement table, all 16 joins in one query cost 1.5 times the sum of these split queries.
+    Joins are named alike by every check, so a query joins each table once.
     """
     if "SELECT" in c.violating.upper() or "SELECT" in c.denominator.upper():
         return f"type {c.check}"
-    return "joins"
+    kinds = set()
+    for join in c.joins:
+        match = _JOIN_KIND.search(join)
+        kinds.add(match.group(1) if match else join)
+    kinds = {"person" if k in ("pd", "pb", "dd") else k for k in kinds}
+    return "joins " + ",".join(sorted(kinds))
 
 
 def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[Counted]:
