@@ -75,6 +75,9 @@ def prepare_connection(db: HubDatabase, salt: str) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS hm_identifier_index (resource_type VARCHAR, identifier_hash VARCHAR, rid VARCHAR)"
     )
+    # Patients known to be deceased without a date: their death row is written by rebuild_derived,
+    # dated by their last record (death_date is required), once the whole load is in.
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS hm_death_undated (person_id BIGINT)")
 
 
 def _check(db: HubDatabase) -> None:
@@ -376,8 +379,14 @@ def _reference_tables(db: HubDatabase) -> None:
         f"""
         SELECT person_id, deceased_ts::DATE AS death_date, deceased_ts AS death_datetime,
                {TYPE_CONCEPT_EHR} AS death_type_concept_id
-        FROM hm_ok WHERE resource_type = 'Patient' AND (deceased_ts IS NOT NULL OR lower(deceased_flag) = 'true')
+        FROM hm_ok WHERE resource_type = 'Patient' AND deceased_ts IS NOT NULL
         """,
+    )
+    db.execute(
+        """
+        INSERT INTO hm_death_undated SELECT person_id FROM hm_ok
+        WHERE resource_type = 'Patient' AND deceased_ts IS NULL AND lower(deceased_flag) = 'true'
+        """
     )
     # Records of Patients that are neither in this load nor already in the hub are rejected.
     db.execute(
@@ -536,14 +545,19 @@ def rebuild_derived(
         for table, (_, date) in EVENT_TABLES.items()
     )
     visits = f"SELECT person_id, visit_start_date AS d FROM visit_occurrence WHERE {scope} UNION ALL SELECT person_id, visit_end_date FROM visit_occurrence WHERE {scope}"
-    db.execute(
-        f"""
-        UPDATE death SET death_date = last.d FROM (
-            SELECT person_id, max(d) AS d FROM ({dates} UNION ALL {visits}) GROUP BY person_id) last
-        WHERE death.death_date IS NULL AND last.person_id = death.person_id
-        """
-    )
-    db.execute("DELETE FROM death WHERE death_date IS NULL")
+    if db.dialect == "duckdb" and db.scalar(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'hm_death_undated'"
+    ):  # deceased without a date: dated by the person's last record; none without records
+        db.execute(
+            f"""
+            INSERT INTO death BY NAME
+            SELECT last.person_id, last.d AS death_date, {TYPE_CONCEPT_EHR} AS death_type_concept_id FROM (
+                SELECT person_id, max(d) AS d FROM ({dates} UNION ALL {visits}) GROUP BY person_id) last
+            WHERE last.d IS NOT NULL AND last.person_id IN (SELECT person_id FROM hm_death_undated)
+              AND last.person_id NOT IN (SELECT person_id FROM death)
+            """
+        )
+        db.execute("DELETE FROM hm_death_undated")
     db.execute(f"DELETE FROM observation_period WHERE {scope}")
     db.execute(
         f"""
