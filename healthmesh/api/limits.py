@@ -56,10 +56,11 @@ _ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
 MAX_JSON_DEPTH = 64
 STATEMENT_TIMEOUT_S = 30.0
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+# Quotes stay, every bracket becomes "[" or "]" (depth does not care which kind), the rest goes.
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'{}[]"')
-_STEP = np.zeros(256, dtype=np.int32)
-_STEP[[ord("{"), ord("[")]] = 1
-_STEP[[ord("}"), ord("]")]] = -1
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_PASSES_UP_TO = 64 * 1024  # brackets; beyond, a vectorised pass (linear in the size, whatever the depth)
 
 
 def body_limit(path: str) -> int:
@@ -70,35 +71,29 @@ def body_limit(path: str) -> int:
     return DEFAULT_BODY_LIMIT
 
 
-def _unescaped(body: bytes) -> bytes:
-    """``body`` with every escaped character (``\\"``, ``\\\\`` ...) blanked: no quote left inside a string."""
-    chars = np.frombuffer(body, dtype=np.uint8)
-    slashes = np.flatnonzero(chars == 92)
-    # In a run of backslashes the 1st, 3rd, 5th ... each escape the character after them.
-    run_start = np.ones(slashes.size, dtype=bool)
-    run_start[1:] = slashes[1:] != slashes[:-1] + 1
-    starts = np.flatnonzero(run_start)
-    place = np.arange(slashes.size) - np.repeat(starts, np.diff(np.append(starts, slashes.size)))
-    escaped = slashes[place % 2 == 0] + 1
-    blank = chars.copy()
-    blank[escaped[escaped < chars.size]] = 32
-    return blank.tobytes()
-
-
 def json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> int:
-    """How deep the JSON text ``body`` nests (brackets inside strings do not count).
+    """How deep the JSON text ``body`` nests, brackets inside strings not counted; ``limit + 1`` stands
+    for anything deeper than ``limit`` (enough to refuse it).
 
-    Exact for valid JSON (a body with at most ``limit`` quotes and brackets answers their count: it
-    cannot nest deeper); for anything else a figure the parser will refuse anyway. It reads the
-    bytes, not a parse: C-speed passes (about 50 us for a 70 KB Bundle), linear in the size.
+    Exact for valid JSON; for anything else a figure the parser will refuse anyway. It reads bytes,
+    not a parse, with bytes methods and one regular expression that keep the GIL (about 40 us for a
+    70 KB Bundle): the event loop is not handed to another thread in the middle of a request.
     """
     if b"\\" in body:
-        body = _unescaped(body)
-    structure = np.frombuffer(body.translate(None, _NOT_STRUCTURE), dtype=np.uint8)  # quotes and brackets
-    if structure.size <= limit:
-        return int(structure.size)
-    outside = (np.cumsum(structure == 34, dtype=np.int32) & 1) == 0  # an even number of quotes before
-    return int(np.cumsum(_STEP[structure] * outside).max())
+        body = _ESCAPE.sub(b"", body)  # escapes as a lexer reads them, left to right: \\ \" \n \u
+    brackets = body.translate(_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")  # strings without brackets go
+    if b'"' in brackets:  # strings holding brackets: keep only what lies between the strings
+        brackets = b"".join(brackets.split(b'"')[::2])
+    if len(brackets) > _PASSES_UP_TO:  # one linear pass rather than one pass per level
+        chars = np.frombuffer(brackets, dtype=np.uint8)
+        return int(np.cumsum((chars == 91).astype(np.int32) - (chars == 93)).max())
+    depth = 0
+    while brackets and depth <= limit:  # each pass removes the innermost level
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # unbalanced: the parser will say so
+            break
+        brackets, depth = inner, depth + 1
+    return depth
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:

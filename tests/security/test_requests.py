@@ -211,7 +211,8 @@ def test_the_depth_check_reads_strings_and_escapes_as_a_parser_does(
 ) -> None:
     """Brackets and escaped quotes inside strings cannot hide nesting from the check, nor fake it."""
     text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
-    assert json_depth(text, limit=0) == _reference_depth(value)
+    assert json_depth(text, limit=1_000) == _reference_depth(value)
+    assert json_depth(text, limit=2) == min(_reference_depth(value), 3)  # past the limit: limit + 1
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
