@@ -17,10 +17,11 @@ threshold; PASS otherwise. The 8 vocabulary tables are not checked (DQD's defaul
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -97,7 +98,7 @@ class DqdSpec:
     unit_concept_id: str | None
     threshold: float | None
     notes: str | None
-    row: dict[str, str] = field(compare=False, hash=False, repr=False)
+    row: dict[str, str] = dataclasses.field(compare=False, hash=False, repr=False)
 
     @property
     def kind(self) -> CheckType:
