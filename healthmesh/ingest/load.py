@@ -21,12 +21,15 @@ from healthmesh.ingest.fhir.resource_types import SKIP_REASON
 from healthmesh.ingest.fhir.stage import (
     create_stage,
     drop_raw_input,
+    number_records,
     stage_bundle_files,
     stage_bundle_text,
     stage_ndjson_file,
 )
 from healthmesh.ingest.map import (
+    EVENT_TABLES,
     SCANNED_FIELDS,
+    map_checked,
     map_stage,
     prepare_connection,
     rebuild_derived,
@@ -126,10 +129,12 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         if parent is not None:
             item["part_of"] = parent
         report.rejections.append(item)
-    for resource_type, count in db.rows(
-        "SELECT resource_type, count(*) FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1"
+    for resource_type, count, reason in db.rows(  # a mapped type's record is skipped when it is not a fact
+        "SELECT resource_type, count(*), reason FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1, 3"
     ):
-        report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
+        report.skipped.append(
+            {"resource_type": resource_type, "count": count, "reason": reason or SKIP_REASON}
+        )
     for resource_type, position, kind, count in db.rows(
         f"""
         SELECT resource_type, i, kind, count(*) FROM (
@@ -187,13 +192,100 @@ def _stage_batch(
         _unreadable_files(report, stage_bundle_files(db, [s.path for s in batch]))
 
 
-def _needs_record_numbers(db: HubDatabase, deduplicated: bool) -> bool:
-    """Whether the mapped batch has unnumbered records that need their numbers: a rejection to
-    report, or copies of one resource, of which the last in the file wins."""
-    unnumbered, rejected = db.rows(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'rejected') FROM hm_checked WHERE rec IS NULL AND entry IS NULL"
+def _needs_record_numbers(db: HubDatabase, batch: list[Source], deduplicated: bool) -> bool:
+    """Whether the mapped batch must be staged again, numbered: it has unnumbered copies of one
+    resource (the last in the file wins). Rejected records only need their numbers, which a light
+    numbered read of the file's ids gives them (``number_records``), unless one has no id."""
+    unnumbered, rejected, without_id = db.rows(
+        """
+        SELECT count(*), count(*) FILTER (WHERE status = 'rejected'),
+               count(*) FILTER (WHERE status = 'rejected' AND rid IS NULL)
+        FROM hm_checked WHERE rec IS NULL AND entry IS NULL
+        """
     )[0]
-    return bool(unnumbered) and (deduplicated or bool(rejected))
+    if not unnumbered or not (deduplicated or rejected):
+        return False
+    if deduplicated or without_id:
+        return True
+    number_records(db, batch[0].path)
+    return False
+
+
+# Records whose Patient is in neither the hub nor the batch wait for the end of the load: it may
+# come in a later file. Their reason, as the mapping writes it, ends with:
+_UNKNOWN_SUBJECT = " is not a Patient of this load or of the hub"
+
+
+def _hold_back(db: HubDatabase) -> None:
+    """Move the batch's records of unknown Patients out of ``hm_checked`` into ``hm_held``, and note
+    the loaded records whose Encounter is not in the hub yet (``hm_late_visits``)."""
+    held = f"status = 'rejected' AND ends_with(reason, '{_UNKNOWN_SUBJECT}')"
+    db.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS hm_held AS
+        SELECT c.* EXCLUDE (file_no), f.file FROM hm_checked c JOIN hm_files f USING (file_no) WHERE false
+        """
+    )
+    if db.scalar(f"SELECT count(*) FROM hm_checked WHERE {held}"):
+        db.execute(
+            f"""
+            INSERT INTO hm_held BY NAME
+            SELECT c.* EXCLUDE (file_no), f.file FROM hm_checked c JOIN hm_files f USING (file_no) WHERE {held}
+            """
+        )
+        db.execute(f"DELETE FROM hm_checked WHERE {held}")
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS hm_late_visits (record_id BIGINT, visit_key BIGINT, target VARCHAR)"
+    )
+    db.execute(
+        """
+        INSERT INTO hm_late_visits
+        SELECT record_id, visit_key, target FROM hm_checked
+        WHERE status = 'loaded' AND target IS NOT NULL AND visit_key IS NOT NULL
+          AND visit_key NOT IN (SELECT visit_occurrence_id FROM visit_occurrence)
+        """
+    )
+
+
+def _map_held(db: HubDatabase, report: IngestReport) -> None:
+    """Once every file is in: map the records held back (a Patient still unknown now rejects its
+    records), and give records their Encounter where it came in a later file."""
+    if db.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'hm_held'") and db.scalar(
+        "SELECT count(*) FROM hm_held"
+    ):
+        db.execute(
+            "CREATE OR REPLACE TEMP TABLE hm_files AS "
+            "SELECT row_number() OVER (ORDER BY file)::INTEGER AS file_no, file FROM (SELECT DISTINCT file FROM hm_held)"
+        )
+        db.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE hm_checked AS
+            SELECT h.* EXCLUDE (file, status, reason), f.file_no, 'loaded' AS status, NULL::VARCHAR AS reason
+            FROM hm_held h JOIN hm_files f USING (file)
+            """
+        )
+        db.execute("DELETE FROM hm_held")
+        map_checked(db)
+        _account(db, report)
+    if db.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'hm_late_visits'") and db.scalar(
+        "SELECT count(*) FROM hm_late_visits"
+    ):
+        for table, (key, _) in EVENT_TABLES.items():
+            db.execute(
+                f"""
+                UPDATE {table} SET visit_occurrence_id = l.visit_key FROM hm_late_visits l
+                WHERE {table}.{key} = l.record_id AND l.target = '{table}'
+                  AND l.visit_key IN (SELECT visit_occurrence_id FROM visit_occurrence)
+                """
+            )
+        db.execute("DELETE FROM hm_late_visits")
+
+
+def _reject_batch(db: HubDatabase, batch: list[Source], report: IngestReport, error: CDMError) -> None:
+    """A batch the mapping could not take (a database error): its files are rejected with the
+    reason, the load goes on. No known input does this; it keeps one bad file from ending a load."""
+    reason = f"file could not be mapped: {str(error).splitlines()[0][:200]}"
+    _unreadable_files(report, [s.path for s in batch], reason)
 
 
 def ingest_paths(
@@ -225,6 +317,8 @@ def ingest_paths(
         if s.kind == "ignored"
     ]
     _prepare(db, hub, secret_key)
+    for table in ("hm_held", "hm_late_visits"):
+        db.execute(f"DROP TABLE IF EXISTS {table}")
     batches = _batches(sources)
     transaction = _Transaction(db)
     if strict:
@@ -240,25 +334,33 @@ def ingest_paths(
                     _unreadable_files(report, [s.path for s in batch], "input cannot be read")
                     return _finish(db, report, started)
                 map_stage(db)
+                _hold_back(db)
                 _account(db, report)
             else:
                 _stage_batch(db, batch, report, numbered=False)
                 transaction.begin()
-                if _needs_record_numbers(db, map_stage(db)):  # map again, from a numbered read
+                try:
+                    if _needs_record_numbers(db, batch, map_stage(db)):  # map again, from a numbered read
+                        transaction.rollback()
+                        _stage_batch(db, batch, report)
+                        transaction.begin()
+                        map_stage(db)
+                    _hold_back(db)
+                except CDMError as error:
                     transaction.rollback()
-                    _stage_batch(db, batch, report)
-                    transaction.begin()
-                    map_stage(db)
+                    _reject_batch(db, batch, report, error)
+                    continue
                 _account(db, report)
                 transaction.commit()
             if progress:
                 progress(done, len(batches), batch[0].path.name)
+        if not strict:
+            transaction.begin()
+        _map_held(db, report)
         if strict and report.rejected:
             transaction.rollback()
             report.committed = False
         else:
-            if not strict:
-                transaction.begin()
             rebuild_derived(db, hub, vocabulary_version(db))
             transaction.commit()
     finally:

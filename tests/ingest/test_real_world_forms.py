@@ -4,7 +4,6 @@ resolve across the whole load in every form, Bundles of every type and Bundles i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def load(tmp_path: Path, files: dict[str, Any]) -> tuple[IngestReport, Any]:
     folder = tmp_path / "in"
     folder.mkdir()
     for name, document in files.items():
-        (folder / name).write_text(document if isinstance(document, str) else json.dumps(document))
+        (folder / name).write_text(document if isinstance(document, str) else json.dumps(document, indent=2))
     db = create_hub(str(tmp_path / "hub.duckdb"))
     report = ingest_paths(db, [folder], "gwangju", KEY)
     return report, db
@@ -91,3 +90,36 @@ def test_a_deceased_patient_without_a_date_does_not_abort_the_load(tmp_path: Pat
     assert db.scalar("SELECT count(*) FROM condition_occurrence") == 2
     # dated by the person's last record (death_date is required); the living one has no death row
     assert db.rows("SELECT death_date::VARCHAR FROM death") == [("2020-03-01",)]
+
+
+def test_one_resource_files_in_any_order_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretty-printed files (their type is not seen before they are read), one file per batch, named
+    so that the records come before their Patient and Encounter: all land, each with its visit."""
+    monkeypatch.setattr("healthmesh.ingest.load.BUNDLES_PER_BATCH", 1)
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/zz-patient"},
+        "period": {"start": "2021-05-06T09:00:00Z", "end": "2021-05-06T11:00:00Z"},
+    }
+    report, db = load(
+        tmp_path,
+        {
+            "a-observation.json": observation(
+                "o1", "Patient/zz-patient", encounter={"reference": "Encounter/e1"}
+            ),
+            "b-condition.json": condition("c1", "Patient/zz-patient"),
+            "m-encounter.json": encounter,
+            "y-orphan.json": condition("c2", "Patient/nobody"),
+            "z-patient.json": patient("zz-patient"),
+        },
+    )
+    assert_adds_up(report)
+    assert [(r["id"], r["reason"]) for r in report.rejections] == [
+        ("c2", "subject Patient/nobody is not a Patient of this load or of the hub")
+    ]
+    assert report.loaded == 4
+    assert db.scalar("SELECT count(*) FROM condition_occurrence") == 1
+    assert db.scalar("SELECT count(*) FROM measurement WHERE visit_occurrence_id IS NOT NULL") == 1

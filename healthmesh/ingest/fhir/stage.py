@@ -12,12 +12,20 @@ from pathlib import Path
 
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.errors import CDMError
-from healthmesh.ingest.fhir.paths import PATHS, fields_for
+from healthmesh.ingest.fhir.paths import (
+    PATHS,
+    extension_code,
+    fields_for,
+    status_expr,
+    value_system,
+    value_text,
+)
 
 __all__ = [
     "MAX_RECORD_BYTES",
     "create_stage",
     "drop_raw_input",
+    "number_records",
     "stage_bundle_files",
     "stage_bundle_text",
     "stage_ndjson_file",
@@ -38,9 +46,13 @@ _START_FIELDS = (
     ("occurrence", "occurrenceDateTime"),
     ("period_start", "period.start"),
     ("recorded", "recordedDate"),
-    ("manufactured", "manufactureDate"),
+    ("asserted", "dateAsserted"),
+    ("handed_over", "whenHandedOver"),
+    ("prepared", "whenPrepared"),
+    ("collected", "collection.collectedDateTime"),
+    ("collected_start", "collection.collectedPeriod.start"),
     ("issued", "issued"),
-)
+)  # Device.manufactureDate is not when a person used the device: not a start
 _END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
 
 
@@ -69,6 +81,8 @@ _CODE_SOURCE = {
     "MedicationRequest": "med",
     "MedicationAdministration": "med",
     "MedicationStatement": "med",
+    "MedicationDispense": "med",
+    "Specimen": "device",
     "Encounter": "type",
     "Organization": "type",
     "Device": "device",
@@ -98,12 +112,15 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
         {_code_expr(_f, "system")} AS code_system, {_code_expr(_f, "code")} AS code,
         coalesce({_code_expr(_f, "display")}, {_f("code_text")}) AS code_display,
         {start} AS start_raw, {end} AS end_raw, {start_field} AS start_field,
-        {_f("value_num")} AS value_num_raw, coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
-        {_f("value_cc_system")} AS value_system, {_f("value_cc_code")} AS value_code,
-        {_f("value_cc_display")} AS value_display, {_f("value_string")} AS value_string,
+        coalesce({_f("value_num")}, {_f("value_integer")}) AS value_num_raw,
+        coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
+        {value_system(_f)} AS value_system, coalesce({_f("value_cc_code")}, {_f("value_boolean")}) AS value_code,
+        {_f("value_cc_display")} AS value_display, {value_text(_f)} AS value_string,
+        {status_expr(_f)} AS fhir_status,
         {_f("category")} AS category, {_f("visit_class")} AS visit_class,
         {_f("gender")} AS gender, {_f("birth_date")} AS birth_raw, {_f("deceased_at")} AS deceased_raw,
-        {_f("deceased_flag")} AS deceased_flag, {_f("race")} AS race,
+        {_f("deceased_flag")} AS deceased_flag, {extension_code(_f, "us-core-race")} AS race,
+        {extension_code(_f, "us-core-ethnicity")} AS ethnicity,
         coalesce({_f("addr_state")}, {_f("loc_state")}) AS addr_state,
         coalesce({_f("addr_city")}, {_f("loc_city")}) AS addr_city,
         coalesce({_f("addr_postal")}, {_f("loc_postal")}) AS addr_postal,
@@ -213,6 +230,31 @@ def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = ""
                                    maximum_object_size={line_bytes}) {numbered}
         )
     """
+
+
+def number_records(db: HubDatabase, path: Path) -> None:
+    """Give the rejected records of an unnumbered NDJSON batch (``hm_checked``) their line numbers
+    from one ordered read of the file's types and ids only: a rejection costs this light read, not
+    a second staging and mapping of the whole batch. Each rejected record has an id (the caller
+    checks); a component takes its Observation's number."""
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_numbers AS
+        SELECT k[1] AS resource_type, k[2] AS rid, min(ordinality) AS rec FROM (
+            SELECT ordinality, json_extract_string(json, ['$.resourceType', '$.id']) AS k
+            FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
+                                   maximum_object_size={MAX_LINE_BYTES}) WITH ORDINALITY
+        ) GROUP BY ALL
+        """
+    )
+    db.execute(
+        """
+        UPDATE hm_checked SET rec = n.rec FROM hm_numbers n
+        WHERE hm_checked.rec IS NULL AND hm_checked.entry IS NULL AND hm_checked.status = 'rejected'
+          AND n.resource_type = hm_checked.resource_type AND n.rid = coalesce(hm_checked.parent_rid, hm_checked.rid)
+        """
+    )
+    db.execute("DROP TABLE hm_numbers")
 
 
 def stage_bundle_files(db: HubDatabase, paths: list[Path]) -> list[Path]:
