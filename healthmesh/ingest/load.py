@@ -129,12 +129,10 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         if parent is not None:
             item["part_of"] = parent
         report.rejections.append(item)
-    for resource_type, count, reason in db.rows(  # a mapped type's record is skipped when it is not a fact
-        "SELECT resource_type, count(*), reason FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1, 3"
+    for resource_type, count in db.rows(
+        "SELECT resource_type, count(*) FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1"
     ):
-        report.skipped.append(
-            {"resource_type": resource_type, "count": count, "reason": reason or SKIP_REASON}
-        )
+        report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
     for resource_type, position, kind, count in db.rows(
         f"""
         SELECT resource_type, i, kind, count(*) FROM (
