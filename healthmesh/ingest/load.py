@@ -19,6 +19,7 @@ from healthmesh.errors import CDMError, IngestError
 from healthmesh.ingest.detect import Source, discover
 from healthmesh.ingest.fhir.resource_types import SKIP_REASON
 from healthmesh.ingest.fhir.stage import (
+    REQUEST_ONLY_REASON,
     create_stage,
     drop_raw_input,
     number_records,
@@ -114,6 +115,11 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
     ):
         report.files.append(
             {"file": file, "records": records, "loaded": loaded, "skipped": skipped, "rejected": rejected}
+        )
+    for (count,) in db.rows("SELECT sum(n) FROM hm_request_only HAVING sum(n) > 0"):
+        report.add_counts("(request only)", count, 0, count, 0, 0)
+        report.skipped.append(
+            {"resource_type": "(request only)", "count": count, "reason": REQUEST_ONLY_REASON}
         )
     room = MAX_LISTED_REJECTIONS - len(report.rejections)
     for file, rec, entry, resource_type, rid, reason, parent in db.rows(

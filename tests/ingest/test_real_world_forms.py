@@ -123,3 +123,72 @@ def test_one_resource_files_in_any_order_load(tmp_path: Path, monkeypatch: pytes
     assert report.loaded == 4
     assert db.scalar("SELECT count(*) FROM condition_occurrence") == 1
     assert db.scalar("SELECT count(*) FROM measurement WHERE visit_occurrence_id IS NOT NULL") == 1
+
+
+def test_transaction_entries_known_only_by_their_urn_uuid_load(tmp_path: Path) -> None:
+    """Resources without ids (the server would assign them), references to their fullUrls; and a
+    Patient whose id differs from its fullUrl, referred to by the fullUrl."""
+    pat = {k: v for k, v in patient("x").items() if k != "id"}
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
+        "period": {"start": "2021-05-06T09:00:00Z"},
+    }
+    obs = observation("ignored", "urn:uuid:11111111-1111-4111-8111-111111111111")
+    del obs["id"]
+    obs["encounter"] = {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}
+    other = patient("hospital-mrn-77")
+    cond = condition("c-77", "urn:uuid:44444444-4444-4444-8444-444444444444")
+    urls = [f"urn:uuid:{d * 8}-{d * 4}-4{d * 3}-8{d * 3}-{d * 12}" for d in "12345"]
+    report, db = load(tmp_path, {"tx.json": bundle("transaction", [pat, enc, obs, other, cond], urls)})
+    assert_adds_up(report)
+    assert report.rejected == 0, report.rejections
+    assert db.scalar("SELECT count(*) FROM person") == 2
+    assert db.scalar("SELECT count(*) FROM measurement WHERE visit_occurrence_id IS NOT NULL") == 1
+    assert db.scalar("SELECT count(*) FROM condition_occurrence") == 1
+
+
+def test_absolute_and_versioned_references_resolve(tmp_path: Path) -> None:
+    report, db = load(
+        tmp_path,
+        {
+            "c.json": bundle(
+                "collection",
+                [
+                    patient("p9"),
+                    condition("c1", "https://fhir.example.org/r4/Patient/p9"),
+                    condition("c2", "Patient/p9/_history/3"),
+                ],
+            )
+        },
+    )
+    assert report.rejected == 0, report.rejections
+    assert db.scalar("SELECT count(DISTINCT person_id) FROM condition_occurrence") == 1
+
+
+def test_batch_requests_are_skipped_and_documents_and_nested_bundles_load(tmp_path: Path) -> None:
+    batch = bundle("batch", [patient("b1"), observation("o-b1", "Patient/b1")])
+    batch["entry"] += [
+        {"request": {"method": "GET", "url": "Patient?name=kim"}},
+        {"request": {"method": "DELETE", "url": "Observation/old"}},
+    ]
+    document = {
+        "resourceType": "Bundle",
+        "type": "document",
+        "entry": [
+            {"resource": {"resourceType": "Composition", "id": "comp", "status": "final"}},
+            {"resource": patient("d1")},
+            {"resource": observation("o-d1", "Patient/d1")},
+        ],
+    }
+    inner = bundle("transaction", [patient("n1"), observation("o-n1", "Patient/n1")])
+    outer = bundle("collection", [inner, bundle("searchset", [observation("o-n2", "Patient/n1")])])
+    report, db = load(tmp_path, {"batch.json": batch, "document.json": document, "nested.json": outer})
+    assert_adds_up(report)
+    assert report.rejected == 0, report.rejections
+    assert report.by_type["(request only)"]["skipped"] == 2
+    assert report.by_type["Observation"]["loaded"] == 4
+    assert db.scalar("SELECT count(*) FROM measurement") == 4
+    assert "Bundle" not in report.by_type

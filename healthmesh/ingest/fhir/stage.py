@@ -119,6 +119,7 @@ _INVALID_JSON = "not valid JSON (truncated, binary or not UTF-8)"
 
 def create_stage(db: HubDatabase) -> None:
     db.execute(resources.files("healthmesh.ingest.fhir").joinpath("stage.sql").read_text())
+    db.execute("CREATE OR REPLACE TEMP TABLE hm_request_only (file_no INTEGER, n BIGINT)")
 
 
 def drop_raw_input(db: HubDatabase) -> None:
@@ -276,17 +277,19 @@ def _read_documents(db: HubDatabase, paths: list[Path]) -> None:
     listing = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
     source = (
         f"read_json({listing}, format='auto', filename=true, maximum_object_size={MAX_DOCUMENT_BYTES},"
-        " columns={'resourceType': 'VARCHAR', 'type': 'VARCHAR', 'entry': 'STRUCT(resource JSON)[]'})"
+        " columns={'resourceType': 'VARCHAR', 'type': 'VARCHAR',"
+        " 'entry': 'STRUCT(fullUrl VARCHAR, resource JSON)[]'})"
         if paths
         else "(SELECT NULL::VARCHAR AS filename, NULL::VARCHAR AS resourceType, NULL::VARCHAR AS type,"
-        " NULL::STRUCT(resource JSON)[] AS entry WHERE false)"
+        " NULL::STRUCT(fullUrl VARCHAR, resource JSON)[] AS entry WHERE false)"
     )
     # A typed read parses each Bundle once and keeps each entry's resource as JSON text.
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_docs AS
         SELECT filename AS file, resourceType AS doc_type, "type" AS bundle_type,
-               list_transform(entry, lambda e: e.resource) AS entries, NULL::JSON AS doc
+               list_transform(entry, lambda e: e.resource) AS entries,
+               list_transform(entry, lambda e: e.fullUrl) AS urls, NULL::JSON AS doc
         FROM {source}
         WHERE resourceType IS NOT NULL
         """
@@ -300,9 +303,11 @@ def stage_bundle_text(db: HubDatabase, text: str, name: str = "posted-bundle") -
     db.execute(
         """
         CREATE OR REPLACE TEMP TABLE hm_docs AS
-        SELECT ?::VARCHAR AS file, d->>'resourceType' AS doc_type, d->>'type' AS bundle_type,
-               json_extract(d, '$.entry[*].resource') AS entries, d AS doc
-        FROM (SELECT ?::JSON AS d)
+        SELECT file, doc_type, bundle_type, list_transform(es, lambda e: json_extract(e, '$.resource')) AS entries,
+               list_transform(es, lambda e: e->>'fullUrl') AS urls, doc
+        FROM (SELECT ?::VARCHAR AS file, d->>'resourceType' AS doc_type, d->>'type' AS bundle_type,
+                     json_extract(d, '$.entry[*]') AS es, d AS doc
+              FROM (SELECT ?::JSON AS d))
         """,
         [name, text],
     )
@@ -310,11 +315,26 @@ def stage_bundle_text(db: HubDatabase, text: str, name: str = "posted-bundle") -
     return True
 
 
-_BUNDLE_TYPES = "('transaction', 'batch', 'collection', 'searchset')"
+_BUNDLE_TYPES = "('transaction', 'batch', 'collection', 'searchset', 'document')"
 _BAD_BUNDLE_TYPE = (
     "'Bundle type ' || coalesce('''' || bundle_type || '''', 'missing')"
-    " || ' is not accepted (transaction, batch, collection or searchset)'"
+    " || ' is not accepted (transaction, batch, collection, searchset or document)'"
 )
+REQUEST_ONLY_REASON = "Bundle entry without a resource (a request only, e.g. GET or DELETE): nothing to load"
+MAX_NESTING = 4  # Bundles inside Bundles, this deep
+# A Bundle inside a Bundle's entry E: its entries are numbered E * NESTED_ENTRY + their position.
+NESTED_ENTRY = 100_000
+_TOP_ENTRIES = f"""
+    SELECT file_no, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, unnest(urls) AS url
+    FROM hm_docs JOIN hm_files USING (file) WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
+"""
+# The id a fullUrl names: urn:uuid:X and urn:oid:X name X, a RESTful URL its last segment.
+_URL_ID = (
+    "CASE WHEN starts_with(url, 'urn:uuid:') THEN substr(url, 10) WHEN starts_with(url, 'urn:oid:') THEN substr(url, 9)"
+    " WHEN contains(url, '/_history/') THEN split_part(split_part(url, '/_history/', 1), '/', -1)"
+    " ELSE split_part(url, '/', -1) END"
+)
+_REFERENCE_COLUMNS = ("subject_ref", "visit_ref", "provider_ref", "care_site_ref")
 
 
 def _stage_docs(db: HubDatabase) -> None:
@@ -327,8 +347,7 @@ def _stage_docs(db: HubDatabase) -> None:
         SELECT {_select_from_extracted()} FROM (
             SELECT file_no, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
             FROM (
-                SELECT file_no, generate_subscripts(entries, 1) AS entry, unnest(entries) AS res, NULL AS parse_error
-                FROM hm_docs JOIN hm_files USING (file) WHERE doc_type = 'Bundle' AND bundle_type IN {_BUNDLE_TYPES}
+                SELECT file_no, entry, res, NULL AS parse_error FROM ({_TOP_ENTRIES}) WHERE res IS NOT NULL
                 UNION ALL
                 SELECT file_no, NULL, doc, NULL FROM hm_docs JOIN hm_files USING (file) WHERE doc_type <> 'Bundle'
             )
@@ -339,7 +358,83 @@ def _stage_docs(db: HubDatabase) -> None:
         )
         """
     )
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_urls AS
+        SELECT file_no, entry, url, res IS NULL AS request_only FROM ({_TOP_ENTRIES}) WHERE url IS NOT NULL OR res IS NULL
+        """
+    )
+    _stage_nested_bundles(db)
+    _resolve_full_urls(db)
     _expand_components(db)
+
+
+def _stage_nested_bundles(db: HubDatabase) -> None:
+    """A Bundle that is an entry of a Bundle (a collection of transactions, a searchset of
+    documents) is not a record: its entries are, numbered ``E * NESTED_ENTRY + i``."""
+    source = _TOP_ENTRIES
+    for _ in range(MAX_NESTING):
+        if not db.scalar("SELECT count(*) FROM hm_stage WHERE resource_type = 'Bundle'"):
+            return
+        db.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE hm_inner AS
+            SELECT file_no, entry * {NESTED_ENTRY} + i AS entry, json_extract(e, '$.resource') AS res,
+                   e->>'fullUrl' AS url
+            FROM (
+                SELECT file_no, entry, generate_subscripts(es, 1) AS i, unnest(es) AS e
+                FROM (SELECT file_no, entry, json_extract(res, '$.entry[*]') AS es FROM ({source})
+                      WHERE (file_no, entry) IN (SELECT (file_no, entry) FROM hm_stage WHERE resource_type = 'Bundle'))
+            )
+            """
+        )
+        db.execute("DELETE FROM hm_stage WHERE resource_type = 'Bundle'")
+        db.execute(
+            f"""
+            INSERT INTO hm_stage BY NAME
+            SELECT {_select_from_extracted()} FROM (
+                SELECT file_no, 1 AS rec, entry, NULL AS parse_error, json_extract_string(res, {_f.paths()}) AS f
+                FROM hm_inner WHERE res IS NOT NULL
+            )
+            """
+        )
+        db.execute(
+            "INSERT INTO hm_urls SELECT file_no, entry, url, res IS NULL FROM hm_inner WHERE url IS NOT NULL OR res IS NULL"
+        )
+        db.execute("CREATE OR REPLACE TEMP TABLE hm_outer AS SELECT * FROM hm_inner")
+        source = "SELECT * FROM hm_outer"
+
+
+def _resolve_full_urls(db: HubDatabase) -> None:
+    """Bundle entries known by their fullUrl: a resource without an id (a transaction entry) takes
+    the id its fullUrl names, and a reference to the fullUrl of a resource whose id differs is
+    rewritten to Type/id. Request-only entries are counted in ``hm_request_only``."""
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE hm_request_only AS SELECT file_no, count(*) AS n FROM hm_urls "
+        "WHERE request_only GROUP BY ALL"
+    )
+    if db.scalar("SELECT count(*) FROM hm_stage WHERE rid IS NULL AND entry IS NOT NULL"):
+        db.execute(
+            f"""
+            UPDATE hm_stage SET rid = {_URL_ID} FROM hm_urls u
+            WHERE hm_stage.rid IS NULL AND hm_stage.file_no = u.file_no AND hm_stage.entry = u.entry
+              AND NOT u.request_only
+            """
+        )
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_aliases AS
+        SELECT DISTINCT u.url, s.resource_type || '/' || s.rid AS target
+        FROM hm_urls u JOIN hm_stage s ON s.file_no = u.file_no AND s.entry = u.entry
+        WHERE NOT u.request_only AND s.rid IS NOT NULL AND s.rid <> {_URL_ID.replace("url", "u.url")}
+        """
+    )
+    if not db.scalar("SELECT count(*) FROM hm_aliases"):
+        return
+    for column in _REFERENCE_COLUMNS:
+        db.execute(
+            f"UPDATE hm_stage SET {column} = a.target FROM hm_aliases a WHERE hm_stage.{column} = a.url"
+        )
 
 
 _COMPONENT_PATHS = (
