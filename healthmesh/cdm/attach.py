@@ -38,6 +38,7 @@ __all__ = [
     "attach_cdm",
     "read_attachment",
     "refuse_cdm_writes",
+    "search_path_sql",
 ]
 
 ATTACHMENT_TABLE = "hm_attachment"
@@ -144,6 +145,15 @@ def attach_duckdb_catalog(db: HubDatabase, attachment: Attachment) -> None:
         raise CDMError(f"the attached CDM {source} is missing; attach it again with `healthmesh cdm attach`")
     quoted = str(source).replace("'", "''")
     db.execute(f"ATTACH '{quoted}' AS {CDM_CATALOG} (READ_ONLY)")
+
+
+def search_path_sql(attachment: Attachment, dialect: str) -> str:
+    """The hub's own schema first (its views and tables), then the CDM's schemas: other tables of the
+    CDM (an ``achilles_results``, v5.3's ``attribute_definition``) resolve unqualified, read-only."""
+    schemas = list(dict.fromkeys([attachment.cdm_schema, attachment.vocab_schema, attachment.results_schema]))
+    if dialect == "postgres":
+        return "SET search_path TO main, " + ", ".join(f'"{s}"' for s in schemas)
+    return "SET search_path = '" + ",".join(["main", *(f"{CDM_CATALOG}.{s}" for s in schemas)]) + "'"
 
 
 # --- making the views --------------------------------------------------------------------------
@@ -318,4 +328,8 @@ def attach_cdm(db: HubDatabase, attachment: Attachment) -> Attachment:
         db.execute("ROLLBACK")
         raise
     db.attachment = attachment
+    if db.dialect == "postgres":
+        db.raw.execute(search_path_sql(attachment, "postgres"))  # type: ignore[attr-defined]
+    else:
+        db.execute(search_path_sql(attachment, "duckdb"))
     return attachment

@@ -100,7 +100,12 @@ class HubDatabase:
 
     def cursor(self) -> HubDatabase:
         """Another handle on the same database for another thread (close it when done)."""
-        return HubDatabase(self.con.cursor(), self.path, self.attachment)
+        other = HubDatabase(self.con.cursor(), self.path, self.attachment)
+        if self.attachment is not None:  # a cursor shares the attached catalog, not the search path
+            from healthmesh.cdm.attach import search_path_sql
+
+            other.execute(search_path_sql(self.attachment, self.dialect))
+        return other
 
     def close(self) -> None:
         self.con.close()
@@ -135,12 +140,13 @@ def connect(path: str | Path, read_only: bool = False, threads: int | None = Non
 
 def _open_attachment(db: HubDatabase) -> None:
     """A hub attached to an existing CDM file: attach that file read-only under its views."""
-    from healthmesh.cdm.attach import attach_duckdb_catalog, read_attachment
+    from healthmesh.cdm.attach import attach_duckdb_catalog, read_attachment, search_path_sql
 
     try:
         db.attachment = read_attachment(db)
         if db.attachment is not None:
             attach_duckdb_catalog(db, db.attachment)
+            db.execute(search_path_sql(db.attachment, db.dialect))
     except BaseException:
         db.close()
         raise

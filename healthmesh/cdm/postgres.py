@@ -270,6 +270,10 @@ class PostgresHubDatabase(HubDatabase):
         """Another connection to the same database, for another thread (close it when done)."""
         other = connect_postgres(self.url, read_attachment_record=False)
         other.attachment = self.attachment
+        if self.attachment is not None:
+            from healthmesh.cdm.attach import search_path_sql
+
+            other.raw.execute(search_path_sql(self.attachment, "postgres"))
         return other
 
     def __repr__(self) -> str:
@@ -330,10 +334,12 @@ def connect_postgres(url: str, read_attachment_record: bool = True) -> PostgresH
     raw.execute("SET jit = off")
     db = PostgresHubDatabase(PostgresConnection(raw), url)
     if read_attachment_record:
-        from healthmesh.cdm.attach import read_attachment
+        from healthmesh.cdm.attach import read_attachment, search_path_sql
 
         try:
             db.attachment = read_attachment(db)
+            if db.attachment is not None:
+                raw.execute(search_path_sql(db.attachment, "postgres"))
         except BaseException:
             db.close()
             raise

@@ -147,6 +147,12 @@ def test_a_cdm_v53_is_bridged(tmp_path: Path) -> None:
             db.scalar("SELECT count(*) FROM visit_occurrence WHERE admitted_from_concept_id IS NOT NULL") > 0
         )
         assert db.scalar("SELECT count(*) FROM person") == 2694
+        # a v5.3 table outside the v5.4 spec reads through the search path; new tables land in the hub
+        assert db.scalar("SELECT count(*) FROM attribute_definition") == 0
+        db.execute("CREATE TABLE hm_probe AS SELECT 1 AS x")
+        assert db.rows("SELECT database_name FROM duckdb_tables() WHERE table_name = 'hm_probe'") == [
+            ("hub",)
+        ]
     out = tmp_path / "reports"
     run_cli("characterize", "--db", str(tmp_path / "hub.duckdb"), "--out", str(out))
     cohort = run_cli("cohort", "count", "mi-or-stroke", "--db", str(tmp_path / "hub.duckdb"))

@@ -129,6 +129,11 @@ def test_attached_eunomia_on_postgres_runs_every_verb_and_is_never_written(
     with connect(hub_url) as db:
         assert db.attachment is not None and db.attachment.cdm_schema == "cdm"
         assert db.scalar("SELECT count(*) FROM condition_occurrence") == 470
+        with db.cursor() as other:  # the service's per-request connections read the same way
+            assert other.scalar("SELECT count(*) FROM drug_strength") == db.scalar(
+                "SELECT count(*) FROM vocab.drug_strength"
+            )
+            assert other.scalar("SHOW search_path") == "main, cdm, vocab"
         with pytest.raises(Exception, match="permission denied"):
             db.raw.execute("INSERT INTO cdm.person (person_id, gender_concept_id) VALUES (999, 0)")
     out = tmp_path / "reports"
