@@ -135,10 +135,12 @@ def _account(db: HubDatabase, report: IngestReport) -> None:
         if parent is not None:
             item["part_of"] = parent
         report.rejections.append(item)
-    for resource_type, count in db.rows(
-        "SELECT resource_type, count(*) FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1"
+    for resource_type, count, reason in db.rows(  # a mapped type's record is skipped when it is not a fact
+        "SELECT resource_type, count(*), reason FROM hm_checked WHERE status = 'skipped' GROUP BY ALL ORDER BY 1, 3"
     ):
-        report.skipped.append({"resource_type": resource_type, "count": count, "reason": SKIP_REASON})
+        report.skipped.append(
+            {"resource_type": resource_type, "count": count, "reason": reason or SKIP_REASON}
+        )
     for resource_type, position, kind, count in db.rows(
         f"""
         SELECT resource_type, i, kind, count(*) FROM (
@@ -275,6 +277,8 @@ def _map_held(db: HubDatabase, report: IngestReport) -> None:
         "SELECT count(*) FROM hm_late_visits"
     ):
         for table, (key, _) in EVENT_TABLES.items():
+            if table == "specimen":  # the CDM's specimen has no visit
+                continue
             db.execute(
                 f"""
                 UPDATE {table} SET visit_occurrence_id = l.visit_key FROM hm_late_visits l

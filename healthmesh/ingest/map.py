@@ -8,11 +8,12 @@ CDM table of its standard concept's domain. Keys are keyed hashes, so upserts ar
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.cdm.eras import build_eras
+from healthmesh.ingest.codesystems import code_systems
+from healthmesh.ingest.fhir.paths import BOOLEAN_SYSTEM
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
 from healthmesh.privacy.scan import IDENTIFIER_MACROS, INGEST_ANY
 
@@ -28,6 +29,29 @@ __all__ = [
 ]
 
 TYPE_CONCEPT_EHR = 32817
+TYPE_CONCEPT_DISPENSING = 32825  # EHR dispensing record: a MedicationDispense's drug_exposure
+
+# FHIR statuses that say a record is not a fact (the FHIR-to-OMOP conventions): an error, a thing
+# not done, cancelled before it happened, refuted, not taken, declined, or ordered not to be done
+# (``doNotPerform``). Such a record is skipped with its reason, and a copy loaded before is removed.
+NOT_A_FACT = frozenset(
+    {"entered-in-error", "not-done", "cancelled", "refuted", "not-taken", "declined", "do-not-perform"}
+)
+# Types whose record may take its Encounter's start when it has no date of its own.
+ENCOUNTER_DATED = ("Condition", "Procedure", "Observation", "MedicationRequest", "MedicationStatement",
+                   "MedicationDispense", "MedicationAdministration", "DiagnosticReport")  # fmt: skip
+# HL7 v3 ActCode encounter classes (and Synthea's words) -> OMOP visit concepts; the others (AMB,
+# VR, OBSENC, SS, PRENC, FLD) are visits without a stay: outpatient.
+VISIT_CLASS = {
+    "IMP": 9201, "ACUTE": 9201, "NONAC": 9201, "inpatient": 9201,
+    "EMER": 9203, "emergency": 9203,
+    "HH": 581476, "home": 581476,  # home health: a Home Visit
+}  # fmt: skip
+VISIT_OUTPATIENT = 9202
+YES, NO = 4188539, 4188540  # SNOMED 373066001 / 373067005, Meas Value
+# US Core ombCategory codes (CDC race & ethnicity) -> OMOP race / ethnicity concepts.
+RACE = {"2106-3": 8527, "2054-5": 8516, "2028-9": 8515, "1002-5": 8657, "2076-8": 8557}
+ETHNICITY = {"2135-2": 38003563, "2186-5": 38003564}
 
 # CDM table, its key column, and its date column (for observation_period).
 EVENT_TABLES: dict[str, tuple[str, str]] = {
@@ -37,6 +61,7 @@ EVENT_TABLES: dict[str, tuple[str, str]] = {
     "measurement": ("measurement_id", "measurement_date"),
     "observation": ("observation_id", "observation_date"),
     "device_exposure": ("device_exposure_id", "device_exposure_start_date"),
+    "specimen": ("specimen_id", "specimen_date"),
 }
 
 _DEDUPE = "QUALIFY row_number() OVER (PARTITION BY c.resource_type, c.rid ORDER BY c.file_no DESC, c.rec DESC, c.entry DESC) = 1"
@@ -55,6 +80,15 @@ def _in(values: tuple[str, ...] | frozenset[str]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
 
 
+def _case(column: str, concepts: dict[str, int], otherwise: int = 0) -> str:
+    """SQL: the concept a code in ``column`` maps to through ``concepts``, else ``otherwise``."""
+    return (
+        f"CASE {column} "
+        + " ".join(f"WHEN '{k}' THEN {v}" for k, v in concepts.items())
+        + f" ELSE {otherwise} END"
+    )
+
+
 def prepare_connection(db: HubDatabase, salt: str) -> None:
     """Macros and the code-system table the mapping needs, on this connection."""
     db.execute("SET VARIABLE hm_salt = ?", [salt])
@@ -62,12 +96,8 @@ def prepare_connection(db: HubDatabase, salt: str) -> None:
     for statement in (macros + IDENTIFIER_MACROS).split(";\n"):
         if statement.strip():
             db.execute(statement)
-    systems = json.loads(resources.files("healthmesh.ingest.fhir").joinpath("code_systems.json").read_text())
     db.execute("CREATE OR REPLACE TEMP TABLE hm_code_system (system VARCHAR, vocabulary_id VARCHAR)")
-    db.con.executemany(
-        "INSERT INTO hm_code_system VALUES (?, ?)",
-        [(k, v) for k, v in systems.items() if not k.startswith("_")],
-    )
+    db.con.executemany("INSERT INTO hm_code_system VALUES (?, ?)", list(code_systems(db.path).items()))
     kinds = [(t, "clinical") for t in CLINICAL_TYPES]
     kinds += [(t, "reference") for t in MAPPED_TYPES if t not in CLINICAL_TYPES]
     kinds += [(t, "skipped") for t in sorted(R4_RESOURCE_TYPES) if t not in MAPPED_TYPES]
@@ -113,7 +143,9 @@ def _check(db: HubDatabase) -> None:
                 WHEN resource_type = 'Patient' AND deceased_raw IS NOT NULL AND deceased_ts IS NULL
                     THEN 'deceasedDateTime ' || {_quoted("deceased_raw")} || ' is not a FHIR dateTime'
                 WHEN kind = 'clinical' AND subject_ref IS NULL THEN resource_type || ' without subject'
-                WHEN kind = 'clinical' AND start_raw IS NULL THEN resource_type || ' without a date'
+                WHEN kind = 'clinical' AND start_raw IS NULL
+                     AND NOT (resource_type IN {_in(ENCOUNTER_DATED)} AND visit_ref IS NOT NULL)
+                    THEN resource_type || ' without a date'
                 WHEN start_raw IS NOT NULL AND start_ts IS NULL
                     THEN start_field || ' ' || {_quoted("start_raw")} || ' is not a FHIR date'
                 WHEN end_raw IS NOT NULL AND end_ts IS NULL
@@ -122,14 +154,19 @@ def _check(db: HubDatabase) -> None:
                     THEN 'valueQuantity.value ' || {_quoted("value_num_raw")} || ' is not a number'
                 WHEN kind = 'clinical' AND resource_type <> 'Encounter' AND code IS NULL
                     THEN resource_type || ' without a code'
-            END AS reason
+            END AS reason,
+            CASE WHEN kind = 'clinical' AND fhir_status IN {_in(NOT_A_FACT)}
+                 THEN resource_type || ' ' || CASE fhir_status WHEN 'do-not-perform' THEN 'doNotPerform'
+                      ELSE 'status ' || fhir_status END || ': not a fact' END AS skip_reason
             FROM s
         )
-        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}),
+        SELECT c.* EXCLUDE ({", ".join(_CHECK_ONLY)}, reason, skip_reason),
+               coalesce(c.reason, c.skip_reason) AS reason,
                -- identifier-looking values of the records that may land: one regexp per record
-               CASE WHEN c.reason IS NULL AND c.kind <> 'skipped' AND {_prefilter()}
+               CASE WHEN c.reason IS NULL AND c.kind <> 'skipped' AND c.skip_reason IS NULL AND {_prefilter()}
                     THEN '' END AS pii,
-               CASE WHEN reason IS NOT NULL THEN 'rejected' WHEN kind = 'skipped' THEN 'skipped' ELSE 'loaded' END
+               CASE WHEN c.reason IS NOT NULL THEN 'rejected'
+                    WHEN c.kind = 'skipped' OR c.skip_reason IS NOT NULL THEN 'skipped' ELSE 'loaded' END
                AS status,
                CASE WHEN resource_type = 'Patient' THEN hm_key('Patient', rid) ELSE subject_person_id END AS person_id,
                hm_key(resource_type, rid) AS record_id, {_VOCABULARY_COLUMNS},
@@ -154,6 +191,7 @@ SCANNED_FIELDS: tuple[tuple[str, str, str | None], ...] = (
     ("visit_class", "class.code", None),
     ("gender", "gender", None),
     ("race", "race", None),
+    ("ethnicity", "ethnicity", None),
     ("org_name", "name", None),
     ("addr_city", "address.city", None),
     ("addr_state", "address.state", None),
@@ -252,6 +290,7 @@ _CHECK_ONLY = (
     "deceased_raw",
     "identifier_system",
     "component",
+    "fhir_status",
 )
 
 
@@ -288,8 +327,11 @@ def _dedupe_and_reference_rows(db: HubDatabase) -> str:
 
 _REFERENCE_TYPES = ("Patient", "Organization", "Practitioner", "Location", "Encounter")
 _EVENT_TYPES = tuple(t for t in CLINICAL_TYPES if t != "Encounter")  # records that become CDM events
+# valueBoolean: the OMOP answers Yes / No.
 _VOCABULARY_COLUMNS = (
-    "m.concept_id, m.source_concept_id, u.concept_id AS unit_concept_id, v.concept_id AS value_concept_id"
+    "m.concept_id, m.source_concept_id, u.concept_id AS unit_concept_id, "
+    f"CASE WHEN c.value_system = '{BOOLEAN_SYSTEM}' THEN CASE c.value_code WHEN 'true' THEN {YES} "
+    f"WHEN 'false' THEN {NO} ELSE 0 END ELSE v.concept_id END AS value_concept_id"
 )
 _VOCABULARY_JOINS = """
     LEFT JOIN hm_code_system cs ON cs.system = c.code_system
@@ -365,11 +407,10 @@ def _reference_tables(db: HubDatabase) -> None:
         SELECT person_id,
                CASE lower(gender) WHEN 'male' THEN 8507 WHEN 'female' THEN 8532 ELSE 0 END AS gender_concept_id,
                year(birth_ts) AS year_of_birth, month(birth_ts) AS month_of_birth,
-               CASE race WHEN '2106-3' THEN 8527 WHEN '2054-5' THEN 8516 WHEN '2028-9' THEN 8515
-                         WHEN '1002-5' THEN 8657 WHEN '2076-8' THEN 8557 ELSE 0 END AS race_concept_id,
-               0 AS ethnicity_concept_id, {_ADDRESS_KEY} AS location_id,
+               {_case("race", RACE)} AS race_concept_id, {_case("ethnicity", ETHNICITY)} AS ethnicity_concept_id,
+               {_ADDRESS_KEY} AS location_id,
                hm_pseudonym(rid) AS person_source_value, left(gender, 50) AS gender_source_value,
-               left(race, 50) AS race_source_value
+               left(race, 50) AS race_source_value, left(ethnicity, 50) AS ethnicity_source_value
         FROM hm_ok WHERE resource_type = 'Patient'
         """,
     )
@@ -408,8 +449,7 @@ def _reference_tables(db: HubDatabase) -> None:
         "visit_occurrence_id",
         f"""
         SELECT o.record_id AS visit_occurrence_id, o.person_id,
-               CASE WHEN o.visit_class IN ('IMP', 'ACUTE', 'NONAC', 'inpatient') THEN 9201
-                    WHEN o.visit_class IN ('EMER', 'emergency') THEN 9203 ELSE 9202 END AS visit_concept_id,
+               {_case("o.visit_class", VISIT_CLASS, VISIT_OUTPATIENT)} AS visit_concept_id,
                o.start_ts::DATE AS visit_start_date, o.start_ts AS visit_start_datetime,
                coalesce(o.end_ts, o.start_ts)::DATE AS visit_end_date, coalesce(o.end_ts, o.start_ts) AS visit_end_datetime,
                {TYPE_CONCEPT_EHR} AS visit_type_concept_id, p.provider_id, cs.care_site_id,
@@ -443,7 +483,8 @@ def _target_table() -> str:
     domain = " ".join(f"WHEN '{d}' THEN '{t}'" for d, t in _DOMAIN_TABLE.items())
     by_type = """CASE
         WHEN c.resource_type = 'Condition' THEN 'condition_occurrence'
-        WHEN c.resource_type IN ('MedicationRequest', 'MedicationAdministration', 'MedicationStatement', 'Immunization')
+        WHEN c.resource_type IN ('MedicationRequest', 'MedicationAdministration', 'MedicationStatement',
+                                 'MedicationDispense', 'Immunization')
             THEN 'drug_exposure'
         WHEN c.resource_type = 'Procedure' THEN 'procedure_occurrence'
         WHEN c.resource_type = 'Device' THEN 'device_exposure'
@@ -451,7 +492,10 @@ def _target_table() -> str:
         WHEN c.resource_type = 'Observation' AND (c.value_num IS NOT NULL
              OR c.category IN ('laboratory', 'vital-signs')) THEN 'measurement'
         ELSE 'observation' END"""
-    return f"CASE WHEN m.concept_id > 0 THEN CASE m.domain_id {domain} ELSE {by_type} END ELSE {by_type} END"
+    return (
+        "CASE WHEN c.resource_type = 'Specimen' THEN 'specimen' "  # a specimen is one whatever its code's domain
+        f"WHEN m.concept_id > 0 THEN CASE m.domain_id {domain} ELSE {by_type} END ELSE {by_type} END"
+    )
 
 
 def _events(db: HubDatabase, dedupe: str) -> None:
@@ -465,9 +509,11 @@ def _events(db: HubDatabase, dedupe: str) -> None:
         db.execute(f"DELETE FROM {table} WHERE {key} IN ({loaded})")
     # The event columns each table's insert reads; a resource sent twice keeps its last copy.
     events = f"""
-        SELECT o.record_id, o.person_id, coalesce(o.concept_id, 0) AS concept_id,
+        SELECT o.record_id, o.person_id, o.resource_type, coalesce(o.concept_id, 0) AS concept_id,
                coalesce(o.source_concept_id, 0) AS source_concept_id, o.target,
-               o.start_ts, o.end_ts, o.value_num, o.value_unit, coalesce(o.unit_concept_id, 0) AS unit_concept_id,
+               o.start_ts, o.end_ts, o.value_num, o.value_unit,
+               -- a value without a unit: unit_concept_id NULL; a unit the vocabulary lacks: 0 (DQD >= 2.7)
+               CASE WHEN o.value_unit IS NOT NULL THEN coalesce(o.unit_concept_id, 0) END AS unit_concept_id,
                o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
         FROM (SELECT * FROM hm_checked c WHERE c.status = 'loaded' AND c.target IS NOT NULL {dedupe}) o
@@ -483,7 +529,9 @@ def _events(db: HubDatabase, dedupe: str) -> None:
             source_concept_id AS condition_source_concept_id""",
         "drug_exposure": f"""{common}, concept_id AS drug_concept_id, start_ts::DATE AS drug_exposure_start_date,
             start_ts AS drug_exposure_start_datetime, coalesce(end_ts, start_ts)::DATE AS drug_exposure_end_date,
-            end_ts AS drug_exposure_end_datetime, {ehr} AS drug_type_concept_id, source_value AS drug_source_value,
+            end_ts AS drug_exposure_end_datetime, source_value AS drug_source_value,
+            CASE WHEN resource_type = 'MedicationDispense' THEN {TYPE_CONCEPT_DISPENSING} ELSE {ehr} END
+            AS drug_type_concept_id,
             source_concept_id AS drug_source_concept_id""",
         "procedure_occurrence": f"""{common}, concept_id AS procedure_concept_id, start_ts::DATE AS procedure_date,
             start_ts AS procedure_datetime, end_ts::DATE AS procedure_end_date, end_ts AS procedure_end_datetime,
@@ -503,6 +551,8 @@ def _events(db: HubDatabase, dedupe: str) -> None:
             start_ts AS device_exposure_start_datetime, end_ts::DATE AS device_exposure_end_date,
             end_ts AS device_exposure_end_datetime, {ehr} AS device_type_concept_id, source_value AS device_source_value,
             source_concept_id AS device_source_concept_id""",
+        "specimen": f"""record_id, person_id, concept_id AS specimen_concept_id, {ehr} AS specimen_type_concept_id,
+            start_ts::DATE AS specimen_date, start_ts AS specimen_datetime, source_value AS specimen_source_value""",
     }
     for table, select in inserts.items():
         if table not in targets:
@@ -512,6 +562,36 @@ def _events(db: HubDatabase, dedupe: str) -> None:
             f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (record_id), record_id AS {key} FROM "
             f"(SELECT {select} FROM ({events}) WHERE target = '{table}')"
         )
+
+
+def _encounter_dates(db: HubDatabase) -> None:
+    """A record without a date of its own takes its Encounter's start (MIMIC-IV's Conditions); one
+    whose Encounter is neither in this load nor in the hub is rejected."""
+    undated = "status = 'loaded' AND start_ts IS NULL AND target IS NOT NULL"
+    if not db.scalar(f"SELECT count(*) FROM hm_checked WHERE {undated}"):
+        return
+    db.execute(
+        f"""
+        UPDATE hm_checked SET start_ts = v.visit_start_datetime FROM visit_occurrence v
+        WHERE {undated} AND v.visit_occurrence_id = hm_checked.visit_key AND v.person_id = hm_checked.person_id
+        """
+    )
+    db.execute(
+        f"""
+        UPDATE hm_checked SET status = 'rejected',
+               reason = resource_type || ' without a date, and its Encounter is not one of this load or of the hub'
+        WHERE {undated}
+        """
+    )
+
+
+def _retract(db: HubDatabase) -> None:
+    """Records that say they are not facts (``NOT_A_FACT``) remove the copy a former load stored."""
+    negated = "SELECT record_id FROM hm_checked WHERE status = 'skipped' AND reason IS NOT NULL AND target IS NOT NULL"
+    if not db.scalar(f"SELECT count(*) FROM ({negated})"):
+        return
+    for table, (key, _) in EVENT_TABLES.items():
+        db.execute(f"DELETE FROM {table} WHERE {key} IN ({negated})")
 
 
 def map_stage(db: HubDatabase) -> bool:
@@ -531,6 +611,8 @@ def map_checked(db: HubDatabase) -> bool:
     with db.unordered():
         dedupe = _dedupe_and_reference_rows(db)  # a resource sent twice in one batch becomes one CDM row
         _reference_tables(db)
+        _encounter_dates(db)
+        _retract(db)
         _events(db, dedupe)
     return bool(dedupe)
 

@@ -21,18 +21,17 @@ typed as a gender or a visit class is not one of the values that set a concept e
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from importlib import resources
 from typing import Any
 
 from healthmesh.cdm.database import HubDatabase
+from healthmesh.ingest.codesystems import code_systems
 from healthmesh.ingest.fhir.paths import PATHS
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
 from healthmesh.ingest.fhir.stage import _CODE_SOURCE, _END_FIELDS, _START_FIELDS
-from healthmesh.ingest.map import _DOMAIN_TABLE, EVENT_TABLES
+from healthmesh.ingest.map import _DOMAIN_TABLE, EVENT_TABLES, NOT_A_FACT, VISIT_CLASS, VISIT_OUTPATIENT
 
 __all__ = ["BundleMapper", "NeedsDatabase", "PatientRecords"]
 
@@ -40,10 +39,16 @@ _BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 _CLINICAL = frozenset(CLINICAL_TYPES)
 _MAPPED = frozenset(MAPPED_TYPES)
 _DRUG_TYPES = frozenset(
-    {"MedicationRequest", "MedicationAdministration", "MedicationStatement", "Immunization"}
+    {
+        "MedicationRequest",
+        "MedicationAdministration",
+        "MedicationStatement",
+        "MedicationDispense",
+        "Immunization",
+    }
 )
-_INPATIENT = frozenset({"IMP", "ACUTE", "NONAC", "inpatient"})
-_EMERGENCY = frozenset({"EMER", "emergency"})
+# value[x] forms other than valueQuantity / valueCodeableConcept / valueString: the reference decides.
+_OTHER_VALUES = frozenset({"valueInteger", "valueBoolean", "valueDateTime", "valueRange", "valueRatio"})
 _GENDER = {"male": 8507, "female": 8532}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\Z")
@@ -219,10 +224,7 @@ class BundleMapper:
     """Maps one patient's Bundle to ``PatientRecords`` with the vocabulary of ``db`` (read once)."""
 
     def __init__(self, db: HubDatabase) -> None:
-        systems = json.loads(
-            resources.files("healthmesh.ingest.fhir").joinpath("code_systems.json").read_text()
-        )
-        self.vocabulary_of = {k: v for k, v in systems.items() if not k.startswith("_")}
+        self.vocabulary_of = code_systems(db.path)
         self.concepts: dict[tuple[str, str], tuple[int, str | None]] = {
             (str(vocabulary), str(code)): (int(concept or 0), domain)
             for vocabulary, code, concept, domain in db.rows(
@@ -299,6 +301,8 @@ class BundleMapper:
         value = _number(resource)
         if resource_type not in _CLINICAL:
             return
+        if resource_type == "Specimen" or not _OTHER_VALUES.isdisjoint(resource) or _negated(resource):
+            raise NeedsDatabase("a specimen, a value form or a status the reference maps")
         subject = _text(resource, "subject")
         subject = _text(resource, "patient") if subject is None else subject
         if subject is not None and subject not in subjects:
@@ -307,7 +311,11 @@ class BundleMapper:
             raise NeedsDatabase("a clinical record without subject or date, or of another patient")
         if resource_type == "Encounter":
             visit_class = _text(resource, "visit_class")
-            concept = 9201 if visit_class in _INPATIENT else 9203 if visit_class in _EMERGENCY else 9202
+            concept = (
+                VISIT_CLASS.get(visit_class, VISIT_OUTPATIENT)
+                if visit_class is not None
+                else VISIT_OUTPATIENT
+            )
             out.visits.append((concept, start, end or start))
             return
         self._event(out, resource_type, resource, start, value)
@@ -343,6 +351,16 @@ class BundleMapper:
         else:
             table = _default_table(resource_type, value, _text(resource, "category"))
         out.events.setdefault(table, []).append((concept or 0, day, value_concept, value))
+
+
+def _negated(resource: dict[str, Any]) -> bool:
+    """Whether the record says it is not a fact (the reference's ``fhir_status`` in ``NOT_A_FACT``)."""
+    do_not_perform = resource.get("doNotPerform")
+    if do_not_perform is not None and do_not_perform is not False:
+        return True  # true skips it; odd values: the reference reads them
+    status = _text(resource, "verification")
+    status = _text(resource, "status") if status is None else status
+    return status in NOT_A_FACT
 
 
 def _component_fields(component: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,19 @@ per resource. ``FIELD`` gives each element's position in the extracted list.
 
 from __future__ import annotations
 
-__all__ = ["FIELD", "PATHS", "TYPE_FIELDS", "fields_for"]
+from collections.abc import Callable
+
+__all__ = [
+    "BOOLEAN_SYSTEM",
+    "FIELD",
+    "PATHS",
+    "TYPE_FIELDS",
+    "extension_code",
+    "fields_for",
+    "status_expr",
+    "value_system",
+    "value_text",
+]
 
 PATHS: tuple[tuple[str, str], ...] = (
     ("resource_type", "$.resourceType"),
@@ -46,7 +58,14 @@ PATHS: tuple[tuple[str, str], ...] = (
     ("occurrence", "$.occurrenceDateTime"),
     ("period_start", "$.period.start"),
     ("period_end", "$.period.end"),
-    ("manufactured", "$.manufactureDate"),
+    ("asserted", "$.dateAsserted"),
+    ("handed_over", "$.whenHandedOver"),
+    ("prepared", "$.whenPrepared"),
+    ("collected", "$.collection.collectedDateTime"),
+    ("collected_start", "$.collection.collectedPeriod.start"),
+    ("status", "$.status"),
+    ("verification", "$.verificationStatus.coding[0].code"),
+    ("do_not_perform", "$.doNotPerform"),
     ("value_num", "$.valueQuantity.value"),
     ("value_unit_code", "$.valueQuantity.code"),
     ("value_unit", "$.valueQuantity.unit"),
@@ -54,6 +73,13 @@ PATHS: tuple[tuple[str, str], ...] = (
     ("value_cc_code", "$.valueCodeableConcept.coding[0].code"),
     ("value_cc_display", "$.valueCodeableConcept.coding[0].display"),
     ("value_string", "$.valueString"),
+    ("value_integer", "$.valueInteger"),
+    ("value_boolean", "$.valueBoolean"),
+    ("value_datetime", "$.valueDateTime"),
+    ("value_range_low", "$.valueRange.low.value"),
+    ("value_range_high", "$.valueRange.high.value"),
+    ("value_ratio_num", "$.valueRatio.numerator.value"),
+    ("value_ratio_den", "$.valueRatio.denominator.value"),
     ("category", "$.category[0].coding[0].code"),
     ("visit_class", "$.class.code"),
     ("gender", "$.gender"),
@@ -73,7 +99,13 @@ PATHS: tuple[tuple[str, str], ...] = (
     ("performer_actor", "$.performer[0].actor.reference"),
     ("recorder", "$.recorder.reference"),
     ("org_name", "$.name"),
-    ("race", "$.extension[0].extension[0].valueCoding.code"),
+    # US Core race and ethnicity: the extension is found by its url among the first three
+    ("ext0_url", "$.extension[0].url"),
+    ("ext0_code", "$.extension[0].extension[0].valueCoding.code"),
+    ("ext1_url", "$.extension[1].url"),
+    ("ext1_code", "$.extension[1].extension[0].valueCoding.code"),
+    ("ext2_url", "$.extension[2].url"),
+    ("ext2_code", "$.extension[2].extension[0].valueCoding.code"),
     ("identifier_system", "$.identifier[0].system"),
     ("identifier_value", "$.identifier[0].value"),
     ("component", "$.component"),
@@ -83,7 +115,25 @@ PATHS: tuple[tuple[str, str], ...] = (
 FIELD: dict[str, int] = {name: i + 1 for i, (name, _) in enumerate(PATHS)}  # DuckDB lists are 1-based
 
 _CODE = ("code_system", "code", "code_display", "code_text")
-_SUBJECT = ("subject", "encounter")
+_SUBJECT = ("subject", "encounter", "status")
+_VALUES = (
+    "value_num",
+    "value_unit_code",
+    "value_unit",
+    "value_cc_system",
+    "value_cc_code",
+    "value_cc_display",
+    "value_string",
+    "value_integer",
+    "value_boolean",
+    "value_datetime",
+    "value_range_low",
+    "value_range_high",
+    "value_ratio_num",
+    "value_ratio_den",
+)
+_MEDICATION = ("med_system", "med_code", "med_display")
+EXTENSIONS = ("ext0_url", "ext0_code", "ext1_url", "ext1_code", "ext2_url", "ext2_code")
 
 # The elements each mapped type uses: a file of one type is read with only these paths.
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -92,7 +142,7 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
         "birth_date",
         "deceased_at",
         "deceased_flag",
-        "race",
+        *EXTENSIONS,
         "addr_state",
         "addr_city",
         "addr_postal",
@@ -117,11 +167,12 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
         "type_display",
         "period_start",
         "period_end",
+        "status",
         "visit_class",
         "service_provider",
         "participant",
     ),
-    "Condition": (*_SUBJECT, *_CODE, "onset", "abatement", "recorded"),
+    "Condition": (*_SUBJECT, *_CODE, "verification", "onset", "abatement", "recorded"),
     "Observation": (
         *_SUBJECT,
         *_CODE,
@@ -129,24 +180,17 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
         "effective_start",
         "effective_end",
         "issued",
-        "value_num",
-        "value_unit_code",
-        "value_unit",
-        "value_cc_system",
-        "value_cc_code",
-        "value_cc_display",
-        "value_string",
+        *_VALUES,
         "category",
         "performer",
         "component",
     ),
-    "MedicationRequest": (*_SUBJECT, "med_system", "med_code", "med_display", "authored", "requester"),
+    "MedicationRequest": (*_SUBJECT, *_MEDICATION, "authored", "requester", "do_not_perform"),
     "MedicationAdministration": (
         "subject",
         "context",
-        "med_system",
-        "med_code",
-        "med_display",
+        "status",
+        *_MEDICATION,
         "effective",
         "effective_start",
         "effective_end",
@@ -155,16 +199,35 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "MedicationStatement": (
         "subject",
         "context",
-        "med_system",
-        "med_code",
-        "med_display",
+        "status",
+        *_MEDICATION,
         "effective",
         "effective_start",
         "effective_end",
+        "asserted",
+    ),
+    "MedicationDispense": (
+        "subject",
+        "context",
+        "status",
+        *_MEDICATION,
+        "handed_over",
+        "prepared",
+        "performer_actor",
+    ),
+    "Specimen": (
+        "subject",
+        "status",
+        "device_system",
+        "device_code",
+        "device_display",
+        "collected",
+        "collected_start",
     ),
     "Immunization": (
         "patient",
         "encounter",
+        "status",
         "vaccine_system",
         "vaccine_code",
         "vaccine_display",
@@ -172,8 +235,8 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
         "performer_actor",
     ),
     "Procedure": (*_SUBJECT, *_CODE, "performed", "performed_start", "performed_end", "performer_actor"),
-    "AllergyIntolerance": ("patient", "encounter", *_CODE, "onset", "recorded", "recorder"),
-    "Device": ("patient", "device_system", "device_code", "device_display", "manufactured"),
+    "AllergyIntolerance": ("patient", "encounter", *_CODE, "verification", "onset", "recorded", "recorder"),
+    "Device": ("patient", "status", "device_system", "device_code", "device_display"),
     "DiagnosticReport": (
         *_SUBJECT,
         *_CODE,
@@ -191,3 +254,49 @@ def fields_for(resource_type: str | None) -> tuple[str, ...]:
     if resource_type in TYPE_FIELDS:
         return ("resource_type", "id", *TYPE_FIELDS[resource_type])
     return tuple(name for name, _ in PATHS)
+
+
+# SQL builders for the staged columns that combine several elements. Each takes the stage's field
+# accessor (an element name -> SQL for its extracted value, or NULL when the file's paths lack it).
+Field = Callable[[str], str]
+
+# valueBoolean is staged as a code of this system ('true' / 'false'); the mapping gives it the
+# OMOP Yes / No answer concepts.
+BOOLEAN_SYSTEM = "urn:healthmesh:valueBoolean"
+
+
+def extension_code(f: Field, url_suffix: str) -> str:
+    """SQL: the first sub-extension's code (US Core's ombCategory) of the extension whose url ends
+    with ``url_suffix``, among the resource's first three extensions."""
+    cases = " ".join(
+        f"WHEN ends_with({f(f'ext{i}_url')}, '{url_suffix}') THEN {f(f'ext{i}_code')}" for i in range(3)
+    )
+    return f"CASE {cases} END"
+
+
+def status_expr(f: Field) -> str:
+    """SQL: the status that decides whether a record is a fact: ``doNotPerform`` first, then a
+    Condition's or AllergyIntolerance's verificationStatus, then ``status``."""
+    return (
+        f"CASE WHEN {f('do_not_perform')} = 'true' THEN 'do-not-perform' "
+        f"ELSE coalesce({f('verification')}, {f('status')}) END"
+    )
+
+
+def value_system(f: Field) -> str:
+    return (
+        f"CASE WHEN {f('value_boolean')} IS NOT NULL THEN '{BOOLEAN_SYSTEM}' ELSE {f('value_cc_system')} END"
+    )
+
+
+def value_text(f: Field) -> str:
+    """SQL: the value as text where the CDM keeps it as text: valueString, valueDateTime, and a
+    range (``low-high``, ``>=low``, ``<=high``) or a ratio (``numerator/denominator``)."""
+    low, high = f("value_range_low"), f("value_range_high")
+    num, den = f("value_ratio_num"), f("value_ratio_den")
+    return (
+        f"coalesce({f('value_string')}, {f('value_datetime')}, "
+        f"CASE WHEN {low} IS NOT NULL AND {high} IS NOT NULL THEN {low} || '-' || {high} "
+        f"WHEN {low} IS NOT NULL THEN '>=' || {low} WHEN {high} IS NOT NULL THEN '<=' || {high} END, "
+        f"CASE WHEN {num} IS NOT NULL THEN {num} || '/' || coalesce({den}, '1') END)"
+    )

@@ -12,11 +12,13 @@ CLINICAL_TYPES = (
     "MedicationRequest",
     "MedicationAdministration",
     "MedicationStatement",
+    "MedicationDispense",
     "Immunization",
     "Procedure",
     "AllergyIntolerance",
     "Device",
     "DiagnosticReport",
+    "Specimen",
 )
 MAPPED_TYPES = ("Patient", "Organization", "Practitioner", "Location", *CLINICAL_TYPES)
 

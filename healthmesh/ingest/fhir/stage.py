@@ -12,7 +12,14 @@ from pathlib import Path
 
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.errors import CDMError
-from healthmesh.ingest.fhir.paths import PATHS, fields_for
+from healthmesh.ingest.fhir.paths import (
+    PATHS,
+    extension_code,
+    fields_for,
+    status_expr,
+    value_system,
+    value_text,
+)
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -39,9 +46,13 @@ _START_FIELDS = (
     ("occurrence", "occurrenceDateTime"),
     ("period_start", "period.start"),
     ("recorded", "recordedDate"),
-    ("manufactured", "manufactureDate"),
+    ("asserted", "dateAsserted"),
+    ("handed_over", "whenHandedOver"),
+    ("prepared", "whenPrepared"),
+    ("collected", "collection.collectedDateTime"),
+    ("collected_start", "collection.collectedPeriod.start"),
     ("issued", "issued"),
-)
+)  # Device.manufactureDate is not when a person used the device: not a start
 _END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
 
 
@@ -70,6 +81,8 @@ _CODE_SOURCE = {
     "MedicationRequest": "med",
     "MedicationAdministration": "med",
     "MedicationStatement": "med",
+    "MedicationDispense": "med",
+    "Specimen": "device",
     "Encounter": "type",
     "Organization": "type",
     "Device": "device",
@@ -99,12 +112,15 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
         {_code_expr(_f, "system")} AS code_system, {_code_expr(_f, "code")} AS code,
         coalesce({_code_expr(_f, "display")}, {_f("code_text")}) AS code_display,
         {start} AS start_raw, {end} AS end_raw, {start_field} AS start_field,
-        {_f("value_num")} AS value_num_raw, coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
-        {_f("value_cc_system")} AS value_system, {_f("value_cc_code")} AS value_code,
-        {_f("value_cc_display")} AS value_display, {_f("value_string")} AS value_string,
+        coalesce({_f("value_num")}, {_f("value_integer")}) AS value_num_raw,
+        coalesce({_f("value_unit_code")}, {_f("value_unit")}) AS value_unit,
+        {value_system(_f)} AS value_system, coalesce({_f("value_cc_code")}, {_f("value_boolean")}) AS value_code,
+        {_f("value_cc_display")} AS value_display, {value_text(_f)} AS value_string,
+        {status_expr(_f)} AS fhir_status,
         {_f("category")} AS category, {_f("visit_class")} AS visit_class,
         {_f("gender")} AS gender, {_f("birth_date")} AS birth_raw, {_f("deceased_at")} AS deceased_raw,
-        {_f("deceased_flag")} AS deceased_flag, {_f("race")} AS race,
+        {_f("deceased_flag")} AS deceased_flag, {extension_code(_f, "us-core-race")} AS race,
+        {extension_code(_f, "us-core-ethnicity")} AS ethnicity,
         coalesce({_f("addr_state")}, {_f("loc_state")}) AS addr_state,
         coalesce({_f("addr_city")}, {_f("loc_city")}) AS addr_city,
         coalesce({_f("addr_postal")}, {_f("loc_postal")}) AS addr_postal,

@@ -14,5 +14,6 @@ CREATE OR REPLACE TEMP TABLE hm_stage (
     gender VARCHAR, birth_raw VARCHAR, deceased_raw VARCHAR, deceased_flag VARCHAR, race VARCHAR,
     addr_state VARCHAR, addr_city VARCHAR, addr_postal VARCHAR,
     org_name VARCHAR, identifier_system VARCHAR, identifier_value VARCHAR,
-    component VARCHAR, parent_rid VARCHAR
+    component VARCHAR, parent_rid VARCHAR,
+    fhir_status VARCHAR, ethnicity VARCHAR
 );
