@@ -50,16 +50,22 @@ def _first_line(path: Path) -> str:
         return str(handle.readline())
 
 
-def _load_table(db: HubDatabase, table: str, path: Path) -> int:
+def _header(table: str, path: Path) -> tuple[str, set[str]]:
+    """The file's delimiter and column names; a file without a required column is refused."""
     header = _first_line(path)
     delimiter = "\t" if "\t" in header else ","
-    fields = cdm_tables()[table]
     found = {c.strip().lower() for c in header.strip().split(delimiter)}
-    missing = [f.name for f in fields if f.required and f.name not in found]
+    missing = [f.name for f in cdm_tables()[table] if f.required and f.name not in found]
     if missing:
         raise VocabularyError(
             f"{path.name}: missing columns {', '.join(missing)}; is it an OMOP {table} file?"
         )
+    return delimiter, found
+
+
+def _load_table(db: HubDatabase, table: str, path: Path) -> int:
+    delimiter, found = _header(table, path)
+    fields = cdm_tables()[table]
     athena = delimiter == "\t"
     select = []
     for f in fields:
@@ -104,18 +110,30 @@ def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str,
     found = {table: _find(directory, table) for table in VOCABULARY_TABLES}
     if found["concept"] is None:
         raise VocabularyError(f"no CONCEPT file in {directory}; expected CONCEPT.csv or concept.csv(.gz)")
+    for table, path in found.items():  # every file is checked before anything changes
+        if path is not None:
+            _header(table, path)
     counts: dict[str, int] = {}
-    for table, path in found.items():  # a table the folder lacks is emptied: nothing of the last one stays
-        if path is None:
-            db.execute(f"DELETE FROM {table}")
-        else:
-            counts[table] = _load_table(db, table, path)
-    _add_supplements(db)
-    if not db.scalar("SELECT count(*) FROM concept_ancestor"):
-        counts["concept_ancestor"] = _derive_ancestors(db)
-    _build_concept_map(db)
-    _add_unit_aliases(db)
-    counts["concept"] = int(db.scalar("SELECT count(*) FROM concept"))
+    db.execute("BEGIN TRANSACTION")  # a file that fails to load leaves the hub's vocabulary as it was
+    try:
+        for (
+            table,
+            path,
+        ) in found.items():  # a table the folder lacks is emptied: nothing of the last one stays
+            if path is None:
+                db.execute(f"DELETE FROM {table}")
+            else:
+                counts[table] = _load_table(db, table, path)
+        _add_supplements(db)
+        if not db.scalar("SELECT count(*) FROM concept_ancestor"):
+            counts["concept_ancestor"] = _derive_ancestors(db)
+        _build_concept_map(db)
+        _add_unit_aliases(db)
+        counts["concept"] = int(db.scalar("SELECT count(*) FROM concept"))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return counts
 
 

@@ -195,3 +195,22 @@ def test_shared_synthea_immunizations_and_units_get_their_standard_concepts(
         )
     assert report.by_type["Immunization"]["loaded"] > 50 and shares["Immunization"] >= 0.85, shares
     assert units and all(concept > 0 for concept in units.values()), units
+
+
+def test_a_folder_that_fails_to_load_leaves_the_vocabulary_as_it_was(tmp_path: Path) -> None:
+    db_path = tmp_path / "hub.duckdb"
+    create_hub(str(db_path)).close()
+    athena = _athena_folder(tmp_path / "athena")
+    (athena / "DRUG_STRENGTH.csv").write_text("drug_concept_id\tamount_value\n1\t2\n")  # columns missing
+    done = _cli("cdm", "vocab", "--db", str(db_path), "--path", str(athena))
+    assert done.returncode != 0 and "DRUG_STRENGTH.csv: missing columns" in done.stderr + done.stdout
+    (athena / "DRUG_STRENGTH.csv").unlink()
+    with (athena / "CONCEPT.csv").open("a") as handle:  # a concept id that is not a number, at the end
+        handle.write("x1\tbroken\tDrug\tRxNorm\tIngredient\tS\tx\t19700101\t20991231\t\n")
+    done = _cli("cdm", "vocab", "--db", str(db_path), "--path", str(athena))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    with connect(db_path, read_only=True) as db:
+        assert _map(db, "LOINC", "4548-4") == (3004410, "Measurement")
+        assert _map(db, "ICD10CM", "E11.9") is None
+        assert db.scalar("SELECT count(*) FROM concept_ancestor") > 100
+        assert db.scalar("SELECT count(*) FROM concept") > 2000
