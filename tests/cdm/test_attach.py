@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from healthmesh.cdm import connect
+from healthmesh.cdm import connect, init_cdm
 from healthmesh.cdm.attach import Attachment, attach_cdm
 from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
 from healthmesh.errors import CDMError
@@ -173,6 +173,12 @@ def test_attach_refuses_what_cannot_work(eunomia_file: Path, tmp_path: Path) -> 
                    "--db", str(tmp_path / "hub2.duckdb"), ok=False)  # fmt: skip
     assert done.returncode != 0 and "no tables in schema nowhere" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+    own = tmp_path / "own.duckdb"  # a hub that holds its own CDM is not turned into an attached one
+    with connect(own) as db:
+        init_cdm(db)
+    done = run_cli("cdm", "attach", "--cdm", str(eunomia_file), "--cdm-schema", "cdm", "--vocab-schema", "vocab",
+                   "--db", str(own), ok=False)  # fmt: skip
+    assert done.returncode != 0 and "already holds its own CDM" in done.stderr
 
 
 def test_risk_train_validate_score_on_attached_cdms(
@@ -305,7 +311,6 @@ def test_quality_on_the_attached_cdm_equals_quality_on_a_copy(attached_hub: Path
     """The views change no answer: every check counts the same rows as on a hub holding the same data."""
     import json
 
-    from healthmesh.cdm import init_cdm
     from healthmesh.cdm.schema import cdm_tables
     from healthmesh.privacy.release import Release
     from healthmesh.quality import run_quality

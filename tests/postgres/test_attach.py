@@ -155,6 +155,10 @@ def test_attached_eunomia_on_postgres_runs_every_verb_and_is_never_written(
     ):
         refused = run_cli(*args, ok=False)
         assert refused.returncode != 0 and "attached read-only" in refused.stdout + refused.stderr
+    elsewhere = run_cli(
+        "cdm", "attach", "--db", hub_url, "--cdm", hub_url.rsplit("/", 1)[0] + "/postgres", ok=False
+    )
+    assert elsewhere.returncode != 0 and "must be in the hub's PostgreSQL database" in elsewhere.stderr
     assert _digest(admin_url) == before
 
 
