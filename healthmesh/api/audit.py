@@ -127,7 +127,8 @@ def ensure_audit_table(db: HubDatabase) -> None:
 
 
 def _cut(text: str | None, limit: int = MAX_FIELD) -> str | None:
-    return None if text is None else text[:limit]
+    # PostgreSQL's text holds no NUL: a caller's NUL (a client id, a purpose) must not fail the write.
+    return None if text is None else text.replace("\x00", "\ufffd")[:limit]
 
 
 def _persons_text(persons: tuple[int, ...] | None) -> str | None:

@@ -99,3 +99,13 @@ def test_a_request_query_past_the_statement_limit_is_a_503(backend_db: HubDataba
             cursor.scalar(slow)
         assert refused.value.status_code == 503 and "statement limit" in str(refused.value.detail)
         assert cursor.scalar("SELECT 1") == 1
+
+
+def test_a_nul_in_a_callers_text_does_not_fail_the_audit_write(backend_db: HubDatabase) -> None:
+    audit.ensure_audit_table(backend_db)
+    audit.write_audit(
+        backend_db, [audit.AuditEntry("client\x00id", "-", "POST", "/token", "why\x00", None, 401)]
+    )
+    entry = audit.read_audit(backend_db, limit=1)[0]
+    assert (entry["subject"], entry["purpose"]) == ("client\ufffdid", "why\ufffd")
+    assert audit.verify_chain(backend_db).entries == 1
