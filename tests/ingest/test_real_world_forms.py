@@ -192,3 +192,66 @@ def test_batch_requests_are_skipped_and_documents_and_nested_bundles_load(tmp_pa
     assert report.by_type["Observation"]["loaded"] == 4
     assert db.scalar("SELECT count(*) FROM measurement") == 4
     assert "Bundle" not in report.by_type
+
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def medication_request(mid: str, subject: str, medication: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": mid,
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "authoredOn": "2022-01-10",
+        **medication,
+        **extra,
+    }
+
+
+def test_contained_patients_and_medications_and_medication_references_resolve(tmp_path: Path) -> None:
+    newborn_obs = observation(
+        "apgar",
+        "#newborn",
+        contained=[{"resourceType": "Patient", "id": "newborn", "gender": "male", "birthDate": "2023-02-03"}],
+    )
+    contained_med = medication_request(
+        "mr-1",
+        "Patient/m1",
+        {"medicationReference": {"reference": "#med"}},
+        contained=[
+            {
+                "resourceType": "Medication",
+                "id": "med",
+                "code": {"coding": [{"system": RXNORM, "code": "197361"}]},
+            }
+        ],
+    )
+    medication = {
+        "resourceType": "Medication",
+        "id": "med-in-bundle",
+        "code": {"coding": [{"system": RXNORM, "code": "310798"}]},
+    }
+    bundled_med = medication_request(
+        "mr-2",
+        "Patient/m1",
+        {"medicationReference": {"reference": "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001"}},
+    )
+    resources = [patient("m1"), contained_med, medication, bundled_med]
+    urls = [f"urn:uuid:aaaaaaaa-0000-4000-8000-00000000000{i}" for i in (0, 9, 1, 2)]
+    report, db = load(
+        tmp_path,
+        {
+            "newborn.json": bundle("collection", [newborn_obs]),
+            "meds.json": bundle("transaction", resources, urls),
+        },
+    )
+    assert_adds_up(report)
+    assert report.rejected == 0, report.rejections
+    assert db.scalar("SELECT count(*) FROM person WHERE year_of_birth = 2023") == 1
+    assert db.scalar("SELECT count(*) FROM measurement") == 1
+    assert sorted(r[0] for r in db.rows("SELECT drug_source_value FROM drug_exposure")) == [
+        "197361",
+        "310798",
+    ]

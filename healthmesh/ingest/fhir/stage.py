@@ -56,7 +56,10 @@ _START_FIELDS = (
 _END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
 
 
-_ALL_NAMES = tuple(name for name, _ in PATHS)
+# Elements the stage itself resolves (contained resources, medicationReference), on every read.
+_OWN_PATHS = (("med_ref", "$.medicationReference.reference"), ("contained", "$.contained"))
+_OWN_NAMES = tuple(name for name, _ in _OWN_PATHS)
+_ALL_NAMES = (*(name for name, _ in PATHS), *_OWN_NAMES)
 
 
 class _Fields:
@@ -69,7 +72,7 @@ class _Fields:
         return f"f[{self.position[name]}]" if name in self.position else "NULL"
 
     def paths(self) -> str:
-        lookup = dict(PATHS)
+        lookup = dict(PATHS) | dict(_OWN_PATHS)
         return "[" + ", ".join(f"'{lookup[n]}'" for n in self.position) + "]"
 
 
@@ -126,7 +129,8 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
         coalesce({_f("addr_postal")}, {_f("loc_postal")}) AS addr_postal,
         CASE WHEN f[1] IN ('Organization', 'Location') THEN {_f("org_name")} END AS org_name,
         {_f("identifier_system")} AS identifier_system, {_f("identifier_value")} AS identifier_value,
-        {_f("component")} AS component, NULL AS parent_rid
+        {_f("component")} AS component, NULL AS parent_rid,
+        {_f("med_ref")} AS med_ref, {_f("contained")} AS contained
     """
 
 
@@ -166,7 +170,7 @@ def stage_ndjson_file(
     NULL): the caller stages it again, numbered, if a record turns out to need one (a rejection or
     a duplicate). Returns whether the records are numbered.
     """
-    fields = _Fields(fields_for(resource_type))
+    fields = _Fields((*fields_for(resource_type), *_OWN_NAMES))
     create_stage(db)  # fresh, so that a numbered read's row order is the file's line order
     ordered = _read_ndjson(db, path, fields, parallel, numbered)
     db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
@@ -186,6 +190,7 @@ def stage_ndjson_file(
         db.execute(
             f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _Fields(_ALL_NAMES), MAX_LINE_BYTES, lines)}"
         )
+    _resolve_contained(db)
     _expand_components(db)
     return ordered
 
@@ -350,7 +355,7 @@ _URL_ID = (
     " WHEN contains(url, '/_history/') THEN split_part(split_part(url, '/_history/', 1), '/', -1)"
     " ELSE split_part(url, '/', -1) END"
 )
-_REFERENCE_COLUMNS = ("subject_ref", "visit_ref", "provider_ref", "care_site_ref")
+_REFERENCE_COLUMNS = ("subject_ref", "visit_ref", "provider_ref", "care_site_ref", "med_ref")
 
 
 def _stage_docs(db: HubDatabase) -> None:
@@ -382,6 +387,7 @@ def _stage_docs(db: HubDatabase) -> None:
     )
     _stage_nested_bundles(db)
     _resolve_full_urls(db)
+    _resolve_contained(db)
     _expand_components(db)
 
 
@@ -419,6 +425,83 @@ def _stage_nested_bundles(db: HubDatabase) -> None:
         )
         db.execute("CREATE OR REPLACE TEMP TABLE hm_outer AS SELECT * FROM hm_inner")
         source = "SELECT * FROM hm_outer"
+
+
+def _ref_id(column: str) -> str:
+    """SQL for the id a reference in ``column`` names (as ``_URL_ID`` for a fullUrl)."""
+    return _URL_ID.replace("url", column)
+
+
+# Contained resources that become records of their own (a contained Patient "#newborn", a
+# contained Practitioner); a contained Medication gives its code to the record that contains it.
+_CONTAINED_RECORDS = "('Patient', 'Practitioner', 'Organization', 'Location')"
+_LOCAL_REFERENCES = ("subject_ref", "provider_ref", "care_site_ref")
+
+
+def _resolve_contained(db: HubDatabase) -> None:
+    """Contained resources and ``medicationReference``, resolved in the stage.
+
+    A contained Patient, Practitioner, Organization or Location becomes a record, part of its
+    container, with the id ``<container id>#<its id>``; a local reference ``#id`` is rewritten to
+    it. A ``medicationReference`` to a contained Medication, or to a Medication of this load (its
+    Bundle, or a file read before: a Bulk export's Medication files come before MedicationRequest),
+    gives the record that Medication's code, system and display (``code*`` columns).
+    """
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS hm_medications "
+        "(rid VARCHAR, code_system VARCHAR, code VARCHAR, code_display VARCHAR)"
+    )
+    db.execute(
+        """
+        INSERT INTO hm_medications SELECT rid, code_system, code, code_display FROM hm_stage
+        WHERE resource_type = 'Medication' AND rid IS NOT NULL AND code IS NOT NULL AND parent_rid IS NULL
+        """
+    )
+    if not db.scalar("SELECT count(*) FROM hm_stage WHERE contained IS NOT NULL OR med_ref IS NOT NULL"):
+        return
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE hm_contained AS
+        SELECT {_select_from_extracted()}, container FROM (
+            SELECT file_no, rec, entry, NULL AS parse_error, json_extract_string(c, {_f.paths()}) AS f, container
+            FROM (SELECT file_no, rec, entry, rid AS container, unnest(try(json_extract(contained, '$[*]'))) AS c
+                  FROM hm_stage WHERE contained IS NOT NULL AND parse_error IS NULL AND parent_rid IS NULL)
+        )
+        """
+    )
+    db.execute(
+        f"""
+        INSERT INTO hm_stage BY NAME
+        SELECT * EXCLUDE (rid, parent_rid, contained, container), container || '#' || rid AS rid,
+               container AS parent_rid
+        FROM hm_contained WHERE resource_type IN {_CONTAINED_RECORDS} AND rid IS NOT NULL
+        """
+    )
+    for column in _LOCAL_REFERENCES:
+        db.execute(
+            f"""
+            UPDATE hm_stage SET {column} = 'Contained/' || rid || {column}
+            WHERE starts_with({column}, '#') AND parent_rid IS NULL AND contained IS NOT NULL
+            """
+        )
+    db.execute(
+        """
+        UPDATE hm_stage SET code_system = m.code_system, code = m.code, code_display = m.code_display
+        FROM hm_contained m
+        WHERE hm_stage.med_ref = '#' || m.rid AND hm_stage.rid = m.container AND hm_stage.file_no = m.file_no
+          AND m.resource_type = 'Medication' AND hm_stage.code IS NULL AND hm_stage.parent_rid IS NULL
+        """
+    )
+    db.execute(
+        f"""
+        UPDATE hm_stage SET code_system = m.code_system, code = m.code, code_display = m.code_display
+        FROM hm_medications m
+        WHERE hm_stage.med_ref IS NOT NULL AND NOT starts_with(hm_stage.med_ref, '#') AND hm_stage.code IS NULL
+          AND m.rid = {_ref_id("hm_stage.med_ref")}
+        """
+    )
+    db.execute("UPDATE hm_stage SET contained = NULL WHERE contained IS NOT NULL")
+    db.execute("DROP TABLE hm_contained")
 
 
 def _resolve_full_urls(db: HubDatabase) -> None:

@@ -14,6 +14,7 @@ CREATE OR REPLACE TEMP TABLE hm_stage (
     gender VARCHAR, birth_raw VARCHAR, deceased_raw VARCHAR, deceased_flag VARCHAR, race VARCHAR,
     addr_state VARCHAR, addr_city VARCHAR, addr_postal VARCHAR,
     org_name VARCHAR, identifier_system VARCHAR, identifier_value VARCHAR,
+    med_ref VARCHAR, contained VARCHAR,  -- read by the stage only: references to resolve
     component VARCHAR, parent_rid VARCHAR,
     fhir_status VARCHAR, ethnicity VARCHAR
 );
