@@ -65,6 +65,7 @@ class Check:
     # The source grouped by the columns the predicates read, with ``n`` rows per group: many checks
     # on a few columns (concept-level checks) then read a few thousand groups, not every row.
     grouped: str | None = None
+    concept: tuple[str, int] | None = None  # (column of the grouped source, the one concept counted)
 
     @property
     def category(self) -> str:

@@ -276,6 +276,7 @@ def to_check(spec: DqdSpec) -> Check:
         joins: tuple[str, ...] = (),
         counted: str = "*",
         grouped: str | None = None,
+        concept: tuple[str, int] | None = None,
     ) -> Check:
         return Check(
             spec.name,
@@ -290,6 +291,7 @@ def to_check(spec: DqdSpec) -> Check:
             joins=joins,
             counted=counted,
             grouped=grouped,
+            concept=concept,
         )
 
     builders: dict[str, Callable[[], Check]] = {
@@ -326,7 +328,9 @@ def to_check(spec: DqdSpec) -> Check:
             needs=("death",),
             joins=(_DEATH,),
         ),
-        "plausibleGender": lambda: _gender(spec, f"t.{col} = {_ids(spec.concept_id or '')}", check),
+        "plausibleGender": lambda: _gender(
+            spec, f"t.{col} = {_ids(spec.concept_id or '')}", check, concept=(col, int(spec.concept_id or 0))
+        ),
         "plausibleValueLow": lambda: _plausible_value(f, row["plausibleValueLow"], "<", check),
         "plausibleValueHigh": lambda: _plausible_value(f, row["plausibleValueHigh"], ">", check),
         "plausibleStartBeforeEnd": lambda: check(
@@ -389,7 +393,13 @@ def _foreign_key(spec: DqdSpec, check: Callable[..., Check]) -> Check:
     )
 
 
-def _gender(spec: DqdSpec, concepts: str, check: Callable[..., Check], *needs: str) -> Check:
+def _gender(
+    spec: DqdSpec,
+    concepts: str,
+    check: Callable[..., Check],
+    *needs: str,
+    concept: tuple[str, int] | None = None,
+) -> Check:
     """Records of the concepts whose person is not of the plausible gender (DQD: gender <> it)."""
     table, col = spec.table.lower(), (spec.field or "").lower()
     gender = _GENDER[spec.row[spec.name].upper()]
@@ -399,6 +409,7 @@ def _gender(spec: DqdSpec, concepts: str, check: Callable[..., Check], *needs: s
         source=concept_gender_source(table, col),
         needs=("person", *needs),
         grouped=concept_gender_source(table, col, grouped=True),
+        concept=concept,
     )
 
 
@@ -412,6 +423,7 @@ def _units(spec: DqdSpec, check: Callable[..., Check]) -> Check:
         f"t.{col} = {_ids(spec.concept_id or '')}",
         source=f'(SELECT "{col}" AS {col}, unit_concept_id {measured}) t',
         grouped=f'(SELECT "{col}" AS {col}, unit_concept_id, count(*) AS n {measured} GROUP BY ALL) t',
+        concept=(col, int(spec.concept_id or 0)),
     )
 
 

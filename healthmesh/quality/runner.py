@@ -143,6 +143,32 @@ def _scan_kind(c: Check) -> str:
     return "joins " + ",".join(sorted(kinds))
 
 
+def _skip_absent_concepts(
+    db: HubDatabase, checks: list[Check], group: list[int], counted: list[Counted | None]
+) -> list[int]:
+    """Count 0 of 0 for the concept-level checks of a concept the table has no record of.
+
+    Most of DQD's concept-level checks name concepts a hub does not have; their counts are 0 and 0
+    whatever the predicate, and one ``DISTINCT`` over the grouped source says which they are.
+    """
+    first = checks[group[0]]
+    if first.grouped is None or first.concept is None:
+        return group
+    column = first.concept[0]
+    try:
+        present = {row[0] for row in db.rows(f"SELECT DISTINCT {column} FROM {first.grouped}")}
+    except CDMError:
+        return group  # the batch will report the error
+    kept = []
+    for i in group:
+        concept = checks[i].concept
+        if concept is not None and concept[0] == column and concept[1] not in present:
+            counted[i] = Counted(0, 0)
+        else:
+            kept.append(i)
+    return kept
+
+
 def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[str]]) -> list[Counted]:
     """Count every check, in the order given: checks of one source and type share one scan.
 
@@ -167,6 +193,7 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
             for i in group:  # an empty table has nothing to violate
                 counted[i] = Counted(0, 0)
             continue
+        group = _skip_absent_concepts(db, checks, group, counted)
         for start in range(0, len(group), _BATCH):
             batch = group[start : start + _BATCH]
             began = time.perf_counter()
