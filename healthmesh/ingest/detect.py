@@ -14,8 +14,10 @@ from healthmesh.ingest.synthea_csv import is_synthea_csv_dir
 
 __all__ = ["Source", "discover"]
 
-# Reference data first, so that later records find their Patient, Encounter, provider and site.
+# Reference data first, so that later records find their Patient, Encounter, provider, site and
+# Medication (a record whose Patient comes later still waits for it: see ``load._hold_back``).
 _TYPE_ORDER = {"Organization": 0, "Location": 1, "Practitioner": 2, "Patient": 3, "Encounter": 4}
+_TYPE_ORDER["Medication"] = 4
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ def _classify(path: Path) -> Source:
     first_at = head.find(marker)
     second_at = head.find(marker, first_at + 1) if first_at >= 0 else -1
     first_type = None
-    if second_at >= 0:
+    own = head[first_at + len(marker) :].split(b'"') if first_at >= 0 else []
+    if len(own) > 1 and own[1] != b"Bundle":  # a single resource, pretty-printed: its own type
+        first_type = own[1].decode(errors="replace")
+    elif second_at >= 0:
         tail = head[second_at + len(marker) :].split(b'"')
         first_type = tail[1].decode(errors="replace") if len(tail) > 1 else None
     return Source("json", path, first_type)

@@ -255,3 +255,44 @@ def test_contained_patients_and_medications_and_medication_references_resolve(tm
         "197361",
         "310798",
     ]
+
+
+def _shared_report(run_cli: Any, folder: Path, tmp_path: Path) -> dict[str, Any]:
+    """Ingest ``folder`` with the CLI: no traceback, a report written whose counts add up."""
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (set HEALTHMESH_SHARED_DATA)")
+    db = tmp_path / "hub.duckdb"
+    result = run_cli("ingest", str(folder), "--db", str(db), "--hub", "gwangju", "--quiet")
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1), result.stderr  # 1: some records rejected (each with its reason)
+    report = json.loads(Path(f"{db}.ingest-report.json").read_text())
+    totals = report["totals"]
+    assert totals["records"] == totals["loaded"] + totals["skipped"] + totals["rejected"]
+    for resource_type, row in report["by_type"].items():
+        assert row["records"] == row["loaded"] + row["skipped"] + row["rejected"], resource_type
+    reasons = [r["reason"] for r in report["rejections"]]
+    assert len(reasons) == totals["rejected"]
+    assert not [r for r in reasons if "is not a Patient of this load" in r]  # every reference resolved
+    return report
+
+
+def test_the_us_core_examples_load(shared_data: Path, run_cli: Any, tmp_path: Path) -> None:
+    report = _shared_report(run_cli, shared_data / "fhir" / "us-core-examples", tmp_path)
+    # coded, contained and referenced Medication (the Medication's file sorts after the request's)
+    assert report["by_type"]["MedicationRequest"]["rejected"] == 0
+    assert report["by_type"]["Observation"]["rejected"] == 0
+    assert report["by_type"]["Patient"]["loaded"] == report["by_type"]["Patient"]["records"]
+
+
+def test_the_bulk_export_sample_loads(shared_data: Path, run_cli: Any, tmp_path: Path) -> None:
+    report = _shared_report(run_cli, shared_data / "fhir" / "bulk-10-patients", tmp_path)
+    for resource_type in (
+        "Patient",
+        "Encounter",
+        "Condition",
+        "MedicationRequest",
+        "Procedure",
+        "Immunization",
+    ):
+        row = report["by_type"][resource_type]
+        assert row["loaded"] == row["records"], resource_type
