@@ -201,9 +201,6 @@ def test_medication_dispense_is_a_drug_exposure_of_the_dispensing_type_and_speci
     assert db.scalar("SELECT count(*) FROM concept WHERE concept_id = 32825") == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="medicationReference is resolved by the staging of references (FHIR loading part)"
-)
 def test_a_medication_reference_takes_the_contained_medications_code(tmp_path: Path) -> None:
     db, report = _load(
         tmp_path,
