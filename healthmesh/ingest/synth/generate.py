@@ -8,6 +8,7 @@ from pathlib import Path
 
 from healthmesh.errors import ConfigError
 from healthmesh.ingest.synth.population import END_YEAR, START_YEAR, simulate_person
+from healthmesh.ingest.synth.real_world import real_world_lines
 from healthmesh.ingest.synth.regions import Region, region_for
 from healthmesh.ingest.synth.writer import NdjsonWriter
 
@@ -55,16 +56,20 @@ def generate_population(
     out_dir: Path,
     max_lines_per_file: int = 1_000_000,
     progress: Callable[[int, int], None] | None = None,
+    real_world: bool = False,
 ) -> dict[str, int]:
     """Write ``patients`` people of ``hub``'s region to ``out_dir``; returns resources per type.
 
-    Memory stays bounded: one chunk of people is held at a time.
+    Memory stays bounded: one chunk of people is held at a time. ``real_world`` writes the same
+    population in the forms hospitals send (``real_world.py``: other reference forms, contained
+    and referenced Medications, 1 record in 100 bad).
     """
     if patients < 1:
         raise ConfigError(f"--patients must be at least 1; got {patients}")
     region = region_for(hub)
     seasons = _seasons(region, seed)
     writer = NdjsonWriter(out_dir, max_lines_per_file)
+    medications: dict[str, bytes] = {}
     try:
         sites = _sites(region, writer)
         for start in range(0, patients, CHUNK):
@@ -75,10 +80,15 @@ def generate_population(
                     region, index, seed, rng, seasons, sites
                 ).lines.items():
                     chunk.setdefault(resource_type, []).extend(lines)
+            if real_world:
+                chunk = real_world_lines(
+                    chunk, random.Random(f"{seed}/{region.hub}/real/{start}"), hub, medications
+                )
             for resource_type in sorted(chunk):
                 writer.write(resource_type, chunk[resource_type])
             if progress:
                 progress(min(start + CHUNK, patients), patients)
+        writer.write("Medication", [line.decode() for line in medications.values()])
     finally:
         writer.close()
     return dict(writer.counts)
