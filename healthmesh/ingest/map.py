@@ -12,7 +12,7 @@ from importlib import resources
 
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.cdm.eras import build_eras
-from healthmesh.ingest.codesystems import code_systems
+from healthmesh.ingest.codesystems import code_system_rows
 from healthmesh.ingest.fhir.paths import BOOLEAN_SYSTEM
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
 from healthmesh.privacy.scan import IDENTIFIER_MACROS, INGEST_ANY
@@ -96,8 +96,11 @@ def prepare_connection(db: HubDatabase, salt: str) -> None:
     for statement in (macros + IDENTIFIER_MACROS).split(";\n"):
         if statement.strip():
             db.execute(statement)
-    db.execute("CREATE OR REPLACE TEMP TABLE hm_code_system (system VARCHAR, vocabulary_id VARCHAR)")
-    db.con.executemany("INSERT INTO hm_code_system VALUES (?, ?)", list(code_systems(db.path).items()))
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE hm_code_system (system VARCHAR, vocabulary_id VARCHAR, dot_after INTEGER)"
+    )
+    rows = [(system, vocabulary, dot) for system, (vocabulary, dot) in code_system_rows(db.path).items()]
+    db.con.executemany("INSERT INTO hm_code_system VALUES (?, ?, ?)", rows)
     kinds = [(t, "clinical") for t in CLINICAL_TYPES]
     kinds += [(t, "reference") for t in MAPPED_TYPES if t not in CLINICAL_TYPES]
     kinds += [(t, "skipped") for t in sorted(R4_RESOURCE_TYPES) if t not in MAPPED_TYPES]
@@ -335,7 +338,13 @@ _VOCABULARY_COLUMNS = (
 )
 _VOCABULARY_JOINS = """
     LEFT JOIN hm_code_system cs ON cs.system = c.code_system
-    LEFT JOIN hm_concept_map m ON m.vocabulary_id = cs.vocabulary_id AND m.concept_code = c.code
+    LEFT JOIN hm_concept_map m ON m.vocabulary_id = cs.vocabulary_id AND m.concept_code = CASE
+        WHEN cs.dot_after IS NULL OR contains(c.code, '.') THEN c.code  -- codes written without their dot:
+        WHEN cs.vocabulary_id = 'ICD9CM' AND starts_with(c.code, 'E') AND length(c.code) > 4
+            THEN left(c.code, 4) || '.' || substr(c.code, 5)  -- (codesystems.dotted)
+        WHEN length(c.code) > cs.dot_after AND NOT (cs.vocabulary_id = 'ICD9CM' AND starts_with(c.code, 'E'))
+            THEN left(c.code, cs.dot_after) || '.' || substr(c.code, cs.dot_after + 1)
+        ELSE c.code END
     LEFT JOIN hm_concept_map u ON u.vocabulary_id = 'UCUM' AND u.concept_code = c.value_unit
     LEFT JOIN hm_code_system vs ON vs.system = c.value_system
     LEFT JOIN hm_concept_map v ON v.vocabulary_id = vs.vocabulary_id AND v.concept_code = c.value_code

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from typing import Any
 
 from healthmesh.cdm.database import HubDatabase
-from healthmesh.ingest.codesystems import code_systems
+from healthmesh.ingest.codesystems import code_system_rows, dotted
 from healthmesh.ingest.fhir.paths import PATHS
 from healthmesh.ingest.fhir.resource_types import CLINICAL_TYPES, MAPPED_TYPES, R4_RESOURCE_TYPES
 from healthmesh.ingest.fhir.stage import _CODE_SOURCE, _END_FIELDS, _START_FIELDS
@@ -224,7 +224,7 @@ class BundleMapper:
     """Maps one patient's Bundle to ``PatientRecords`` with the vocabulary of ``db`` (read once)."""
 
     def __init__(self, db: HubDatabase) -> None:
-        self.vocabulary_of = code_systems(db.path)
+        self.vocabulary_of = code_system_rows(db.path)
         self.concepts: dict[tuple[str, str], tuple[int, str | None]] = {
             (str(vocabulary), str(code)): (int(concept or 0), domain)
             for vocabulary, code, concept, domain in db.rows(
@@ -233,9 +233,11 @@ class BundleMapper:
         }
 
     def _concept(self, system: str | None, code: str | None) -> tuple[int | None, str | None]:
-        vocabulary = self.vocabulary_of.get(system) if system is not None else None
-        if vocabulary is None or code is None:
+        row = self.vocabulary_of.get(system) if system is not None else None
+        if row is None or code is None:
             return None, None
+        vocabulary, dot_after = row
+        code = dotted(code, vocabulary, dot_after)
         # A code the vocabulary does not know, identifier-looking ones included, has no concept.
         return self.concepts.get((vocabulary, code), (None, None))
 

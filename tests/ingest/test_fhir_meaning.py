@@ -321,3 +321,33 @@ def test_a_shared_real_world_source_loads_with_every_record_accounted_for(
     # nothing of a mapped type is rejected for a reason this part owns: a date the Encounter gives
     reasons = {r["reason"] for r in report.rejections}
     assert not any(r.startswith("Condition without a date") for r in reasons if "Encounter" not in r)
+
+
+def test_mimic_icd_codes_written_without_their_dot_find_their_concept_in_both_paths(tmp_path: Path) -> None:
+    from healthmesh.ingest.one_patient import BundleMapper
+
+    db = create_hub(str(tmp_path / "hub.duckdb"))
+    # the ICD rows an Athena export would bring (the bundled vocabulary has no ICD)
+    db.execute(
+        "INSERT INTO hm_concept_map BY NAME SELECT * REPLACE ('ICD10CM' AS vocabulary_id, 'E11.9' AS concept_code) "
+        "FROM hm_concept_map WHERE concept_id = 201826 LIMIT 1"
+    )
+    db.execute(
+        "INSERT INTO hm_concept_map BY NAME SELECT * REPLACE ('ICD9CM' AS vocabulary_id, 'E849.7' AS concept_code) "
+        "FROM hm_concept_map WHERE concept_id = 201826 LIMIT 1"
+    )
+    mimic = "http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-diagnosis-icd"
+    conditions = [
+        {"resourceType": "Condition", "id": rid, "subject": SUBJECT, "onsetDateTime": "2024-01-01",
+         "code": {"coding": [{"system": mimic + version, "code": code}]}}
+        for rid, version, code in (("icd10", "10", "E119"), ("icd9", "9", "E8497"))
+    ]  # fmt: skip
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.json").write_text(_bundle(*conditions))
+    ingest_paths(db, [tmp_path / "in"], "test", KEY)
+    assert dict(db.rows("SELECT condition_source_value, condition_concept_id FROM condition_occurrence")) == {
+        "E119": 201826,
+        "E8497": 201826,
+    }
+    twin = BundleMapper(db).map(json.loads(_bundle(*conditions)))
+    assert [concept for concept, *_ in twin.events["condition_occurrence"]] == [201826, 201826]
