@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from healthmesh.cdm import create_hub
-from healthmesh.cdm.database import HubDatabase
-from healthmesh.ingest import ingest_bundle, ingest_paths
-from healthmesh.ingest.codesystems import code_systems
-from healthmesh.ingest.report import IngestReport
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "postgres"))
+import hm_backends  # noqa: E402
+
+from healthmesh.cdm import create_hub  # noqa: E402
+from healthmesh.cdm.database import HubDatabase  # noqa: E402
+from healthmesh.ingest import ingest_bundle, ingest_paths  # noqa: E402
+from healthmesh.ingest.codesystems import code_systems  # noqa: E402
+from healthmesh.ingest.report import IngestReport  # noqa: E402
+
+# A fresh hub on DuckDB and on PostgreSQL (tests/postgres' fixtures).
+backend_db = hm_backends.backend_db
+duckdb_hub_template = hm_backends.duckdb_hub_template
+postgres_server = hm_backends.postgres_server
 
 KEY = b"fhir-meaning-test-key-0123456789abcdef"
 SHARED_FHIR = Path(os.environ.get("HEALTHMESH_SHARED_DATA", "/work/shared/data")) / "fhir"
@@ -351,3 +360,29 @@ def test_mimic_icd_codes_written_without_their_dot_find_their_concept_in_both_pa
     }
     twin = BundleMapper(db).map(json.loads(_bundle(*conditions)))
     assert [concept for concept, *_ in twin.events["condition_occurrence"]] == [201826, 201826]
+
+
+def test_both_engines_store_the_same_meaning(backend_db: HubDatabase) -> None:
+    """A posted Bundle (all or nothing) with a dispensing, a specimen, a negated Immunization and a
+    Condition dated by its Encounter lands alike on DuckDB and PostgreSQL."""
+    bundle = _bundle(
+        ENCOUNTER,
+        {"resourceType": "Condition", "id": "c", "subject": SUBJECT, "encounter": {"reference": "Encounter/e1"},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}},
+        {"resourceType": "MedicationDispense", "id": "d", "status": "completed", "subject": SUBJECT,
+         "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                   "code": "197361"}]}, "whenHandedOver": "2024-02-01"},
+        {"resourceType": "Specimen", "id": "s", "subject": SUBJECT, "collection": {"collectedDateTime": "2024-02-01"},
+         "type": {"coding": [{"system": "http://snomed.info/sct", "code": "119297000"}]}},
+        {"resourceType": "Immunization", "id": "i", "status": "not-done", "patient": SUBJECT,
+         "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140"}]},
+         "occurrenceDateTime": "2024-01-05"},
+    )  # fmt: skip
+    report = ingest_bundle(backend_db, bundle, "test", KEY)
+    assert report.rejected == 0
+    assert _skips(report) == {"Immunization status not-done: not a fact": 1}
+    assert [
+        tuple(map(str, r)) for r in backend_db.rows("SELECT condition_start_date FROM condition_occurrence")
+    ] == [("2024-03-02",)]
+    assert backend_db.rows("SELECT drug_type_concept_id FROM drug_exposure") == [(32825,)]
+    assert backend_db.scalar("SELECT count(*) FROM specimen") == 1
