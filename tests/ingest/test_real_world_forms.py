@@ -296,3 +296,28 @@ def test_the_bulk_export_sample_loads(shared_data: Path, run_cli: Any, tmp_path:
     ):
         row = report["by_type"][resource_type]
         assert row["loaded"] == row["records"], resource_type
+
+
+def test_a_rejection_costs_its_record_not_a_second_mapping_of_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad lines of an NDJSON file are rejected with their line numbers; the file is mapped once."""
+    import healthmesh.ingest.load as load_module
+
+    mapped: list[int] = []
+    map_stage = load_module.map_stage
+    monkeypatch.setattr(load_module, "map_stage", lambda db: mapped.append(1) or map_stage(db))
+    lines = [observation(f"o{i}", "Patient/n1") for i in range(1, 41)]
+    lines[6]["effectiveDateTime"] = "2021-13-45"
+    lines[32]["subject"] = {"reference": "Patient/nobody"}
+    report, _ = load(
+        tmp_path,
+        {
+            "Observation.000.ndjson": "\n".join(json.dumps(line) for line in lines) + "\n",
+            "Patient.000.ndjson": json.dumps(patient("n1")) + "\n",
+        },
+    )
+    assert_adds_up(report)
+    assert [(r["record"], r["id"]) for r in report.rejections] == [(7, "o7"), (33, "o33")]
+    assert report.loaded == 39
+    assert len(mapped) == 2  # once per file

@@ -240,17 +240,19 @@ def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = ""
 
 def number_records(db: HubDatabase, path: Path) -> None:
     """Give the rejected records of an unnumbered NDJSON batch (``hm_checked``) their line numbers
-    from one ordered read of the file's types and ids only: a rejection costs this light read, not
+    from one numbered read of the file's types and ids only: a rejection costs this light read, not
     a second staging and mapping of the whole batch. Each rejected record has an id (the caller
-    checks); a component takes its Observation's number."""
+    checks); a component takes its Observation's number. The file was read unnumbered, so all its
+    lines are valid JSON that fits the small buffers: this read keeps line order on every core."""
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_numbers AS
         SELECT k[1] AS resource_type, k[2] AS rid, min(ordinality) AS rec FROM (
             SELECT ordinality, json_extract_string(json, ['$.resourceType', '$.id']) AS k
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
-                                   maximum_object_size={MAX_LINE_BYTES}) WITH ORDINALITY
-        ) GROUP BY ALL
+                                   maximum_object_size={PARALLEL_LINE_BYTES}) WITH ORDINALITY
+        ) WHERE k[2] IN (SELECT coalesce(parent_rid, rid) FROM hm_checked WHERE status = 'rejected' AND rec IS NULL)
+        GROUP BY ALL
         """
     )
     db.execute(
