@@ -142,3 +142,36 @@ def test_skipped_types_and_partial_dates_stay_in_memory(one_bundle: dict[str, An
     _observation(bundle)["effectiveDateTime"] = "2019-03"
     db, stored = _reference(bundle)
     _same(BundleMapper(db).map(bundle), stored, db)
+
+
+def test_home_visits_dispensings_and_the_new_meaning_rules_agree_with_the_database() -> None:
+    """Visit classes and MedicationDispense stay in memory and agree; what only the database
+    decides (a negated record, a Specimen, a record dated by its Encounter, a boolean value) goes to it."""
+    patient = {"resourceType": "Patient", "id": "p", "gender": "male", "birthDate": "1960-02-03"}
+    subject = {"reference": "Patient/p"}
+    rxnorm = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361"}]}
+    entries = [
+        patient,
+        {"resourceType": "Encounter", "id": "home", "class": {"code": "HH"}, "subject": subject,
+         "period": {"start": "2024-01-02T10:00:00Z"}},
+        {"resourceType": "MedicationDispense", "id": "d", "status": "completed", "subject": subject,
+         "medicationCodeableConcept": rxnorm, "whenHandedOver": "2024-01-03"},
+    ]  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in entries]}
+    db, stored = _reference(bundle)
+    mapped = BundleMapper(db).map(bundle)
+    _same(mapped, stored, db)
+    assert mapped.visits[0][0] == 581476
+    observation = {"resourceType": "Observation", "id": "o", "status": "final", "subject": subject,
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
+                   "effectiveDateTime": "2024-01-03"}  # fmt: skip
+    for extra in (
+        {**observation, "status": "entered-in-error"},
+        {**observation, "valueBoolean": True},
+        {"resourceType": "Specimen", "id": "s", "subject": subject, "collection": {"collectedDateTime": "2024-01-03"},
+         "type": {"coding": [{"system": "http://snomed.info/sct", "code": "119297000"}]}},
+        {"resourceType": "Condition", "id": "c", "subject": subject, "encounter": {"reference": "Encounter/home"},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}},
+    ):  # fmt: skip
+        with pytest.raises(NeedsDatabase):
+            BundleMapper(db).map({**bundle, "entry": [*bundle["entry"], {"resource": extra}]})
