@@ -386,3 +386,16 @@ def test_both_engines_store_the_same_meaning(backend_db: HubDatabase) -> None:
     ] == [("2024-03-02",)]
     assert backend_db.rows("SELECT drug_type_concept_id FROM drug_exposure") == [(32825,)]
     assert backend_db.scalar("SELECT count(*) FROM specimen") == 1
+
+
+def test_an_identifier_typed_as_an_ethnicity_is_not_stored(tmp_path: Path) -> None:
+    from tests.ingest.test_identifier_redaction import RRN
+
+    us_core = "http://hl7.org/fhir/us/core/StructureDefinition/"
+    patient = {**PATIENT, "extension": [{"url": us_core + "us-core-ethnicity", "extension": [
+        {"url": "ombCategory", "valueCoding": {"code": RRN}}]}]}  # fmt: skip
+    db = create_hub(str(tmp_path / "hub.duckdb"))
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}]}
+    report = ingest_bundle(db, json.dumps(bundle), hub="test", secret_key=KEY)
+    assert db.rows("SELECT ethnicity_concept_id, ethnicity_source_value FROM person") == [(0, None)]
+    assert report.redactions == {"Patient": {"ethnicity": {"KR_RRN": 1}}}
