@@ -17,6 +17,7 @@ from healthmesh.quality.thresholds import Thresholds
 
 __all__ = [
     "DEATH_JOIN",
+    "PERSON_JOIN",
     "VISIT_JOIN",
     "Check",
     "build_checks",
@@ -40,13 +41,17 @@ DEATH_JOIN = (
 )
 
 
-_PERSON_DATES = (
+# The person's birth as our checks read it (``birth_date``: year and month) and as DQD's do
+# (``dqd_birth_date``: birth_datetime, else year-month-day): one join serves both sets.
+PERSON_JOIN = (
     "LEFT JOIN (SELECT person_id, any_value(gender_concept_id) AS gender_concept_id,"
     " min(CASE WHEN year_of_birth BETWEEN 1 AND 9999 THEN make_date(year_of_birth::INTEGER,"
-    " CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth::INTEGER ELSE 1 END, 1) END) AS birth_date"
-    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id",
-    DEATH_JOIN,
+    " CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth::INTEGER ELSE 1 END, 1) END) AS birth_date,"
+    " min(coalesce(TRY_CAST(birth_datetime AS DATE), TRY_CAST(concat(year_of_birth, '-',"
+    " coalesce(month_of_birth, 1), '-', coalesce(day_of_birth, 1)) AS DATE))) AS dqd_birth_date"
+    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id"
 )
+_PERSON_DATES = (PERSON_JOIN, DEATH_JOIN)
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,8 @@ def _field_checks(table: str, fields: list[Field], th: Thresholds) -> list[Check
             add(
                 "isPrimaryKey",
                 f.name,
-                f"{col} IN (SELECT {f.name} FROM {table} GROUP BY 1 HAVING count(*) > 1)",
+                # word for word DQD's isPrimaryKey predicate (dqd.py): one batch computes both once
+                f'{col} IN (SELECT "{f.name}" FROM {table} GROUP BY 1 HAVING count(*) > 1)',
             )
         ref = f.foreign_table
         target_pk = _pk(ref) if ref and ref != "concept" else None
@@ -372,8 +378,9 @@ def _table_checks(th: Thresholds) -> list[Check]:
             table,
             "person_id",
             th.threshold("measurePersonCompleteness", table, "person_id"),
-            "person p",
-            f"p.person_id IS NOT NULL AND p.person_id NOT IN (SELECT person_id FROM {table} WHERE person_id IS NOT NULL)",
+            # word for word DQD's measurePersonCompleteness (dqd.py): one anti-join serves both
+            "person t",
+            f"t.person_id NOT IN (SELECT person_id FROM {table} WHERE person_id IS NOT NULL)",
             needs=(table,),
         )
         for table in th.person_completeness_tables

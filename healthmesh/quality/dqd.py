@@ -27,7 +27,14 @@ from importlib import resources
 from typing import Any
 
 from healthmesh.errors import QualityError
-from healthmesh.quality.checks import DEATH_JOIN, VISIT_JOIN, Check, concept_gender_source, concept_join
+from healthmesh.quality.checks import (
+    DEATH_JOIN,
+    PERSON_JOIN,
+    VISIT_JOIN,
+    Check,
+    concept_gender_source,
+    concept_join,
+)
 
 __all__ = [
     "DEPRECATED",
@@ -234,12 +241,7 @@ def _bound(text: str) -> tuple[str, str]:
         raise QualityError(f"DQD plausible value bound {text!r} is not understood") from error
 
 
-_BIRTH = (
-    "LEFT JOIN (SELECT person_id, any_value(gender_concept_id) AS gender_concept_id,"
-    " min(coalesce(TRY_CAST(birth_datetime AS DATE), TRY_CAST(concat(year_of_birth, '-',"
-    " coalesce(month_of_birth, 1), '-', coalesce(day_of_birth, 1)) AS DATE))) AS birth_date"
-    " FROM person GROUP BY person_id) pb ON pb.person_id = t.person_id"
-)
+_BIRTH = PERSON_JOIN  # shared with our checks: one person join per batch
 _DEATH = DEATH_JOIN
 _VISIT = VISIT_JOIN
 _PERIODS = (
@@ -337,7 +339,7 @@ def to_check(spec: DqdSpec) -> Check:
             f'TRY_CAST({f} AS DATE) > TRY_CAST(t."{row["plausibleStartBeforeEndFieldName"].lower()}" AS DATE)'
         ),
         "plausibleAfterBirth": lambda: check(
-            f"TRY_CAST({f} AS DATE) < pb.birth_date", f"{f} IS NOT NULL", needs=("person",), joins=(_BIRTH,)
+            f"TRY_CAST({f} AS DATE) < pd.dqd_birth_date", f"{f} IS NOT NULL", needs=("person",), joins=(_BIRTH,)
         ),
         "plausibleBeforeDeath": lambda: check(
             f"TRY_CAST({f} AS DATE) > dd.death_date + INTERVAL {_DEATH_SLACK_DAYS} DAY",
@@ -433,7 +435,7 @@ def _temporal_after(spec: DqdSpec, check: Callable[..., Check]) -> Check:
     other_table = spec.row["plausibleTemporalAfterTableName"].lower()
     other = spec.row["plausibleTemporalAfterFieldName"].lower()
     if other_table == "person":
-        return check(f"TRY_CAST({f} AS DATE) < pb.birth_date", needs=("person",), joins=(_BIRTH,))
+        return check(f"TRY_CAST({f} AS DATE) < pd.dqd_birth_date", needs=("person",), joins=(_BIRTH,))
     if other_table == spec.table.lower():
         return check(f'TRY_CAST({f} AS DATE) < TRY_CAST(t."{other}" AS DATE)')
     raise QualityError(f"DQD plausibleTemporalAfter against {other_table}.{other} is not supported")

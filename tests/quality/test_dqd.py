@@ -254,3 +254,37 @@ def test_threshold_rule_is_dqds(
 
     result = DqdResult(replace(spec, threshold=threshold), "", violating, denominator)
     assert result.threshold_failed() is failed
+
+
+# Faults of many kinds, so that the batched counts are compared where they are not all 0.
+FAULTS = (
+    "UPDATE measurement SET unit_source_value = 'x', unit_concept_id = 8554 WHERE measurement_id % 7 = 0",
+    "UPDATE measurement SET value_as_number = NULL WHERE measurement_id % 3 = 0",
+    "UPDATE measurement SET measurement_date = DATE '2199-01-01' WHERE measurement_id % 19 = 0",
+    "UPDATE measurement SET visit_occurrence_id = 987654321 WHERE measurement_id % 23 = 0",
+    "UPDATE measurement SET measurement_concept_id = 0 WHERE measurement_id % 29 = 0",
+    "UPDATE condition_occurrence SET condition_concept_id = 0 WHERE condition_occurrence_id % 5 = 0",
+    "UPDATE condition_occurrence SET condition_concept_id = 999999999 WHERE condition_occurrence_id % 11 = 0",
+    "UPDATE condition_occurrence SET condition_start_date = DATE '1900-01-01' WHERE condition_occurrence_id % 13 = 0",
+    "UPDATE condition_occurrence SET condition_end_date = condition_start_date - 3"
+    " WHERE condition_occurrence_id % 17 = 0",
+    "UPDATE visit_occurrence SET visit_end_date = visit_start_date - 2 WHERE visit_occurrence_id % 29 = 0",
+    "UPDATE person SET gender_concept_id = 0, year_of_birth = 2150 WHERE person_id % 9 = 0",
+    "INSERT INTO death (person_id, death_date) SELECT person_id, DATE '2001-01-01' FROM person WHERE person_id % 4 = 0",
+    "INSERT INTO observation_period SELECT observation_period_id + 100000, person_id, observation_period_start_date,"
+    " observation_period_end_date, period_type_concept_id FROM observation_period WHERE person_id % 6 = 0",
+)
+
+
+def test_batched_counts_equal_every_checks_own_query_on_a_faulty_cdm(clean_cdm) -> None:
+    """Every counted check, ours and DQD's: the batched count is what the check's own SQL gives."""
+    for statement in FAULTS:
+        clean_cdm.execute(statement)
+    report = run_quality(clean_cdm)
+    own = [(r.sql, r.violating, r.denominator, r.spec.check_id) for r in report.dqd if r.error is None]
+    own += [(r.sql, r.violating_rows, r.denominator, r.check) for r in report.results if r.error is None]
+    own = [o for o in own if not o[0].startswith("SELECT count(*) = 0 FROM information_schema")]
+    assert len(own) > 2500
+    assert sum(1 for o in own if o[1]) > 100  # the faults show: many checks count violations
+    for sql, violating, denominator, name in own:
+        assert tuple(clean_cdm.rows(sql)[0]) == (violating, denominator), (name, sql)
