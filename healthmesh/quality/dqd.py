@@ -339,7 +339,10 @@ def to_check(spec: DqdSpec) -> Check:
             f'TRY_CAST({f} AS DATE) > TRY_CAST(t."{row["plausibleStartBeforeEndFieldName"].lower()}" AS DATE)'
         ),
         "plausibleAfterBirth": lambda: check(
-            f"TRY_CAST({f} AS DATE) < pd.dqd_birth_date", f"{f} IS NOT NULL", needs=("person",), joins=(_BIRTH,)
+            f"TRY_CAST({f} AS DATE) < pd.dqd_birth_date",
+            f"{f} IS NOT NULL",
+            needs=("person",),
+            joins=(_BIRTH,),
         ),
         "plausibleBeforeDeath": lambda: check(
             f"TRY_CAST({f} AS DATE) > dd.death_date + INTERVAL {_DEATH_SLACK_DAYS} DAY",
