@@ -328,7 +328,7 @@ def ingest_paths(
         if s.kind == "ignored"
     ]
     _prepare(db, hub, secret_key)
-    for table in ("hm_held", "hm_late_visits"):
+    for table in ("hm_held", "hm_late_visits", "hm_medications"):  # what one load knows, for that load only
         db.execute(f"DROP TABLE IF EXISTS {table}")
     batches = _batches(sources)
     transaction = _Transaction(db)
@@ -416,6 +416,8 @@ def ingest_bundle(db: HubDatabase, bundle: str | bytes, hub: str, secret_key: by
     text = bundle.decode("utf-8", errors="replace") if isinstance(bundle, bytes) else bundle
     report = IngestReport(hub=hub, database=str(db.path), strict=True)
     _prepare(db, hub, secret_key)
+    # One posted Bundle's Medications serve that Bundle only, not the next poster's.
+    db.execute("DROP TABLE IF EXISTS hm_medications")
     db.execute("BEGIN TRANSACTION")
     try:
         create_stage(db)

@@ -60,7 +60,7 @@ def bundle(kind: str, resources: list[dict[str, Any]], full_urls: list[str] | No
 
 def load(tmp_path: Path, files: dict[str, Any]) -> tuple[IngestReport, Any]:
     folder = tmp_path / "in"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name, document in files.items():
         (folder / name).write_text(document if isinstance(document, str) else json.dumps(document, indent=2))
     db = create_hub(str(tmp_path / "hub.duckdb"))
@@ -321,3 +321,34 @@ def test_a_rejection_costs_its_record_not_a_second_mapping_of_its_file(
     assert [(r["record"], r["id"]) for r in report.rejections] == [(7, "o7"), (33, "o33")]
     assert report.loaded == 39
     assert len(mapped) == 2  # once per file
+
+
+def test_a_full_url_names_within_its_own_file_only(tmp_path: Path) -> None:
+    """One file of a batch gives an entry the fullUrl 'Patient/p1' but the id 'evil': the other
+    files' references to Patient/p1 still mean the Patient p1 (as without that file)."""
+    own = {"b.json": bundle("collection", [patient("p1"), condition("c1", "Patient/p1")])}
+    decoy = bundle("collection", [patient("evil")], ["Patient/p1"])
+    clean, clean_db = load(tmp_path / "clean", own)
+    report, db = load(tmp_path / "decoy", {"a-decoy.json": decoy, **own})
+    assert report.rejected == 0, report.rejections
+    owner = "SELECT person_id FROM condition_occurrence"
+    assert db.scalar(owner) == clean_db.scalar(owner)
+
+
+def test_a_posted_bundles_medications_serve_that_bundle_only(tmp_path: Path) -> None:
+    """A Medication posted by one sender does not give its code to the next sender's request that
+    names a Medication it did not send: that request is rejected without a code."""
+    from healthmesh.ingest import ingest_bundle
+
+    db = create_hub(str(tmp_path / "hub.duckdb"))
+    poison = {
+        "resourceType": "Medication",
+        "id": "x",
+        "code": {"coding": [{"system": RXNORM, "code": "197361"}]},
+    }
+    first = ingest_bundle(db, json.dumps(bundle("collection", [patient("a"), poison])), "gwangju", KEY)
+    assert first.committed and first.rejected == 0
+    request = medication_request("mr", "Patient/b", {"medicationReference": {"reference": "Medication/x"}})
+    second = ingest_bundle(db, json.dumps(bundle("collection", [patient("b"), request])), "gwangju", KEY)
+    assert [r["reason"] for r in second.rejections] == ["MedicationRequest without a code"]
+    assert db.scalar("SELECT count(*) FROM drug_exposure") == 0

@@ -525,7 +525,7 @@ def _resolve_full_urls(db: HubDatabase) -> None:
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_aliases AS
-        SELECT DISTINCT u.url, s.resource_type || '/' || s.rid AS target
+        SELECT DISTINCT u.file_no, u.url, s.resource_type || '/' || s.rid AS target
         FROM hm_urls u JOIN hm_stage s ON s.file_no = u.file_no AND s.entry = u.entry
         WHERE NOT u.request_only AND s.rid IS NOT NULL AND s.rid <> {_URL_ID.replace("url", "u.url")}
         """
@@ -534,7 +534,8 @@ def _resolve_full_urls(db: HubDatabase) -> None:
         return
     for column in _REFERENCE_COLUMNS:
         db.execute(
-            f"UPDATE hm_stage SET {column} = a.target FROM hm_aliases a WHERE hm_stage.{column} = a.url"
+            f"UPDATE hm_stage SET {column} = a.target FROM hm_aliases a"
+            f" WHERE hm_stage.{column} = a.url AND hm_stage.file_no = a.file_no"  # a fullUrl names within its file
         )
 
 
