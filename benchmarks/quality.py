@@ -5,7 +5,8 @@ one scan) beside the same checks executed check by check, each as its own query 
 engine (what DQD does: one SQL per check), with the ratio; and beside a plain full scan of the
 same tables (every column of every non-empty CDM table read once: the floor any checker pays).
 Check by check runs each check DQD's way: its violating rows counted by one query, its
-denominator by another. The batched time is the best of ``--repeat`` runs (the machine is shared).
+denominator by another (joining only what the denominator reads, as DQD's templates do), once at
+the connection's threads and once at one thread; the faster is the baseline. The batched time is the best of ``--repeat`` runs (the machine is shared).
 Targets: the full check set under 60 s at 100,000 persons, at least 10x faster than check by check.
 ``--characterize`` also times the characterization (the earlier target: both under 2 minutes).
 
@@ -21,6 +22,7 @@ check by check at 100,000 persons takes long.
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import secrets
 import tempfile
@@ -85,13 +87,23 @@ def every_check(db: HubDatabase) -> list[Check]:
     return [c for c in ours + theirs if all(t in present for t in (c.table, *c.needs))]
 
 
+_ALIAS = re.compile(r"\)?\s(\w+)\s+ON\s")
+
+
 def dqd_style_sql(c: Check) -> str:
-    """A check as DQD writes it: its violating rows counted, then its denominator, each by itself."""
+    """A check as DQD writes it: its violating rows counted, then its denominator, each by itself.
+
+    As in DQD's templates, the denominator query joins only what its own predicate reads (most
+    are a plain count of the table, which DuckDB answers almost from metadata).
+    """
     source = f"{c.source} {' '.join(c.joins)}".rstrip()
+    needed = [j for j in c.joins if (m := _ALIAS.search(j)) and f"{m.group(1)}." in c.denominator]
+    denominator_source = f"{c.source} {' '.join(needed)}".rstrip()
     counted = f"count({c.counted})"
+    where = "" if c.denominator == "TRUE" else f" WHERE {c.denominator}"
     return (
         f"SELECT (SELECT {counted} FROM {source} WHERE ({c.violating}) AND ({c.denominator})),"
-        f" (SELECT {counted} FROM {source} WHERE {c.denominator})"
+        f" (SELECT {counted} FROM {denominator_source}{where})"
     )
 
 
@@ -107,6 +119,23 @@ def check_by_check(db: HubDatabase, checks: list[Check], share: float) -> tuple[
             pass
     scale = len(checks) / len(chosen)
     return (time.perf_counter() - started) * scale, (_cpu() - cpu) * scale, len(chosen)
+
+
+def best_check_by_check(db: HubDatabase, checks: list[Check], share: float) -> tuple[float, float, int, str]:
+    """Check by check at the connection's threads and at one thread: the faster of each (not a strawman)."""
+    configured = int(db.scalar("SELECT current_setting('threads')"))
+    runs = {}
+    for threads in sorted({configured, 1}, reverse=True):
+        db.execute(f"SET threads = {threads}")
+        runs[threads] = check_by_check(db, checks, share)
+    db.execute(f"SET threads = {configured}")
+    wall = min(runs, key=lambda t: runs[t][0])
+    cpu = min(runs, key=lambda t: runs[t][1])
+    timed = runs[wall][2]
+    settings = ", ".join(
+        f"{t} thread{'s' if t > 1 else ''}: {w:.2f} s wall {c:.2f} s CPU" for t, (w, c, _) in runs.items()
+    )
+    return runs[wall][0], runs[cpu][1], timed, settings
 
 
 def main() -> None:
@@ -155,7 +184,8 @@ def main() -> None:
         report.write_dqd(work / "out" / "dqd_results.json")
         write_s = time.perf_counter() - started
         checks = every_check(db)
-        single_s, single_cpu, timed = check_by_check(db, checks, min(1.0, max(args.per_check_share, 1e-6)))
+        share = min(1.0, max(args.per_check_share, 1e-6))
+        single_s, single_cpu, timed, settings = best_check_by_check(db, checks, share)
         characterize_s = 0.0
         if args.characterize:
             started = time.perf_counter()
@@ -180,6 +210,7 @@ def main() -> None:
     )
     estimate = "" if timed == len(checks) else f" (estimated from {timed} of {len(checks)} checks)"
     print(f"check by check (DQD's way): {single_s:7.2f} s wall {single_cpu:7.2f} s CPU{estimate}")
+    print(f"  the faster of: {settings}")
     ratio = single_s / quality_s
     print(
         f"ratio check by check / batched: {ratio:.1f}x wall, {single_cpu / quality_cpu:.1f}x CPU"

@@ -352,7 +352,9 @@ def _source_vocabulary_checks(
         join = concept_join(source_field)
         sc = f"c_{source_field}"
         vocabularies = db.rows(
-            f"SELECT DISTINCT coalesce({sc}.vocabulary_id, 'unknown') FROM {table} t {join}"
+            # the field's distinct values joined, not every row
+            f"SELECT DISTINCT coalesce({sc}.vocabulary_id, 'unknown')"
+            f' FROM (SELECT DISTINCT "{source_field}" FROM {table}) t {join}'
         )
         for (vocabulary,) in sorted(vocabularies):
             out.append(
