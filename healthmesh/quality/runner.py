@@ -204,11 +204,11 @@ _T_COLUMN = re.compile(r'\bt\.(?:"(\w+)"|(\w+))')
 
 
 def _per_column(c: Check) -> Check:
-    """A joined check that reads one column of its table, counted over that column's distinct values.
+    """A concept check that reads one column of its table, counted over that column's distinct values.
 
-    Concept and key checks read one field and its joined row: grouping the table by the field
-    first (``n`` rows per value) joins a few thousand values instead of every row, and every check
-    of that field shares the grouping. Same counts: each group stands for its ``n`` rows.
+    Concept checks read one field and its concept row: grouping the table by the field first
+    (``n`` rows per value) joins a few hundred concepts instead of every row, and every check of
+    that field shares the grouping. Same counts: each group stands for its ``n`` rows.
     """
     table = c.base_table
     text = " ".join((c.violating, c.denominator, *c.joins))
@@ -217,7 +217,9 @@ def _per_column(c: Check) -> Check:
     if "SELECT" in c.violating.upper() or "SELECT" in c.denominator.upper():
         return c
     columns = {a or b for a, b in _T_COLUMN.findall(text)}
-    if len(columns) != 1:
+    # Concept joins only: grouping a table by a key column (person, visit) cost more than joining
+    # every row to that key (10,000-person sample: 0.70 s CPU for the run against 0.62 s).
+    if len(columns) != 1 or not all(j.startswith("LEFT JOIN concept c_") for j in c.joins):
         return c
     (column,) = columns
     return replace(c, grouped=f'(SELECT "{column}", count(*) AS n FROM {table} GROUP BY 1) t')
