@@ -289,6 +289,9 @@ _PARALLEL_ROWS = 1_000_000
 @contextmanager
 def _threads(db: HubDatabase) -> Iterator[Callable[[int], None]]:
     """``use(rows)`` sets DuckDB's threads for a query over ``rows``; the setting is restored after."""
+    if getattr(db, "dialect", "duckdb") != "duckdb":  # a server database manages its own workers
+        yield lambda rows: None
+        return
     try:
         configured = int(db.scalar("SELECT current_setting('threads')"))
     except (CDMError, TypeError, ValueError):  # not DuckDB's setting: leave the engine alone
