@@ -8,7 +8,8 @@ baseline's resources per second on the same files, and the ratio; DuckDB's bare 
 files (``read_json_objects``, counting objects: the physical limit) and our share of it. With
 ``--real-world`` the same population is also written as hospitals send it (``urn:uuid`` and
 absolute references, contained and referenced Medications, 1 record in 100 bad) and loaded: its
-rate is given as a share of the clean rate (target: at least 75%).
+rate is given as a share of the clean rate (target: at least 75%). The two loads alternate
+(``--rounds``, best of each), so that a busy host slows both alike.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument(
         "--real-world", action="store_true", help="also load the population in real-world forms"
     )
+    parser.add_argument("--rounds", type=int, default=2, help="real-world mode: alternating loads of each")
     args = parser.parse_args()
 
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -137,12 +139,20 @@ def main() -> None:
     if args.real_world:
         real = args.workdir / "ndjson-real-world"
         generate_population("gwangju", args.patients, args.seed, real, real_world=True)
-        records, real_seconds, report = ingest_rate(real, args.workdir / "hub-real-world.duckdb")
-        real_rate = records / real_seconds
+        clean_best, real_best = seconds, float("inf")
+        for round_no in range(args.rounds):
+            if round_no:
+                clean_best = min(clean_best, ingest_rate(ndjson, args.workdir / f"hub-{round_no}.duckdb")[1])
+            records, real_seconds, report = ingest_rate(
+                real, args.workdir / f"hub-real-world-{round_no}.duckdb"
+            )
+            real_best = min(real_best, real_seconds)
+        clean_rate, real_rate = resources / clean_best, records / real_best
         print(
-            f"real-world mode: {records:,} records ({report['totals']['rejected']:,} rejected) in {real_seconds:.1f} s "
-            f"= {real_rate:,.0f} resources/s = {real_rate / rate:.0%} of the clean rate (target >= 75%); "
-            f"1/{bare_scan_rate(real) / real_rate:.1f} of its bare scan"
+            f"real-world mode: {records:,} records ({report['totals']['rejected']:,} rejected), best of "
+            f"{args.rounds} alternating loads: {real_best:.1f} s = {real_rate:,.0f} resources/s; clean best "
+            f"{clean_best:.1f} s = {clean_rate:,.0f}/s; real-world = {real_rate / clean_rate:.0%} of the clean rate "
+            f"(target >= 75%); 1/{bare_scan_rate(real) / real_rate:.1f} of its bare scan"
         )
 
 
