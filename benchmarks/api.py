@@ -124,33 +124,43 @@ async def _load(
     }
 
 
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) of process ``pid`` and of its live children."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _stat_seconds(stat_file: str) -> tuple[int, float]:
+    """The parent pid and the CPU seconds (user + system) a ``/proc/.../stat`` file reports."""
+    fields = Path(stat_file).read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """CPU seconds of process ``pid``, of its live children, and of its main thread (the event loop)."""
     own = children = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            parent, seconds = _stat_seconds(f"/proc/{entry}/stat")
         except OSError:
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / tick
         if int(entry) == pid:
             own = seconds
-        elif int(fields[1]) == pid:
+        elif parent == pid:
             children += seconds
-    return own, children
+    try:
+        loop = _stat_seconds(f"/proc/{pid}/task/{pid}/stat")[1]
+    except OSError:
+        loop = 0.0
+    return own, children, loop
 
 
 def _measured(pid: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
     """``run``'s figures plus CPU milliseconds per request of the service, its workers and this process."""
-    service, workers = _cpu_seconds(pid)
+    service, workers, loop = _cpu_seconds(pid)
     generator = time.process_time()
     result = run()
-    service_after, workers_after = _cpu_seconds(pid)
+    service_after, workers_after, loop_after = _cpu_seconds(pid)
     per_request = 1000 / max(result["requests"], 1)
     result["service_cpu_ms"] = (service_after - service) * per_request
+    # The event loop's thread; the rest of the service is its threads (audit writer, DuckDB, thread pool).
+    result["loop_cpu_ms"] = (loop_after - loop) * per_request
     result["workers_cpu_ms"] = (workers_after - workers) * per_request
     result["generator_cpu_ms"] = (time.process_time() - generator) * per_request
     return result
@@ -240,7 +250,9 @@ def main() -> None:
     print(_line("GET /health (ceiling)", ceiling))
     print(_line("POST /risk/t2dm/score (1 patient)", scoring))
     print(
-        f"  CPU per scored patient: service {scoring['service_cpu_ms']:.2f} ms, scoring workers "
+        f"  CPU per scored patient: service {scoring['service_cpu_ms']:.2f} ms (event loop "
+        f"{scoring['loop_cpu_ms']:.2f} ms, other threads {scoring['service_cpu_ms'] - scoring['loop_cpu_ms']:.2f} ms), "
+        "scoring workers "
         f"{scoring['workers_cpu_ms']:.2f} ms, load generator {scoring['generator_cpu_ms']:.2f} ms "
         f"(the ceiling: {ceiling['service_cpu_ms']:.2f} ms in the service)"
     )
@@ -252,6 +264,8 @@ def main() -> None:
         f"  ratio scoring / ceiling: throughput {scoring['per_second'] / ceiling['per_second']:.4f}, "
         f"p99 {scoring['p99'] / ceiling['p99']:.1f}x"
     )
+    held = scoring["per_second"] * 9 >= ceiling["per_second"] and scoring["p99"] <= 10 * ceiling["p99"]
+    print(f"  target: throughput >= 1/9 of the ceiling's, p99 <= 10x the ceiling's: {'met' if held else 'MISSED'}")
     met = scoring["per_second"] >= 1000 and scoring["p99"] < 100
     print(
         f"  target >= 1,000 scored patients/s at p99 < 100 ms: {'met' if met else 'MISSED'} "

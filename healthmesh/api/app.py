@@ -125,8 +125,9 @@ class AuditMiddleware:
             subject, role = state.get("audit_subject") or state.get("audit_denied", "anonymous"), "-"
         purpose = state.get("purpose")
         if purpose is None:
-            header = dict(scope.get("headers", [])).get(PURPOSE_HEADER)
-            purpose = header.decode("latin-1") if header else None
+            purpose = next(
+                (bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k == PURPOSE_HEADER), None
+            )
         persons = state.get("persons")
         return AuditEntry(
             subject, role, scope["method"], route_template(self.routes, scope), purpose, state.get("rows_touched"),

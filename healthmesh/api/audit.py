@@ -157,6 +157,13 @@ def chain_head(db: HubDatabase) -> ChainHead:
     return ChainHead(int(row[0][0]), row[0][1] or GENESIS)
 
 
+_COLUMN_TYPES = {"entry_id": "BIGINT", "logged_at": "TIMESTAMPTZ", "rows_touched": "BIGINT", "status": "INTEGER"}
+_DUCKDB_INSERT = (
+    f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) SELECT "
+    + ", ".join(f"unnest(?::{_COLUMN_TYPES.get(c, 'VARCHAR')}[])" for c in AUDIT_COLUMNS)
+)
+
+
 def write_audit(db: HubDatabase, entries: list[AuditEntry], head: ChainHead | None = None) -> ChainHead:
     """Append entries in one statement, hence one transaction (the only write this table ever sees).
 
@@ -177,6 +184,12 @@ def write_audit(db: HubDatabase, entries: list[AuditEntry], head: ChainHead | No
         digest = _entry_hash(head.entry_hash, values)
         params.extend((*values, head.entry_hash, digest))
         head = ChainHead(head.entry_id + 1, digest)
+    if db.dialect == "duckdb":
+        # One list a column: DuckDB binds 14 parameters, not 14 a row (a bound VALUES row costs it
+        # some 0.1 ms of CPU, a row of the lists a few microseconds).
+        width = len(AUDIT_COLUMNS)
+        db.execute(_DUCKDB_INSERT, [params[i::width] for i in range(width)])
+        return head
     placeholders = "(" + ", ".join(["?"] * len(AUDIT_COLUMNS)) + ")"
     db.execute(
         f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) "

@@ -80,13 +80,15 @@ class _Channel:
                 waiter.set_result(None)
         self.writer = None
 
-    def send(self, frame: bytes) -> asyncio.Future[bytes | None]:
+    def send(self, header: bytes, body: bytes) -> asyncio.Future[bytes | None]:
+        """Send the frame ``header NEWLINE body``; the future is its answer."""
         waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         if self.writer is None or self.writer.is_closing():
             waiter.set_result(None)
             return waiter
         self.pending.append(waiter)
-        self.writer.write(_LENGTH.pack(len(frame)) + frame)
+        # The parts go out as they are (one gathered write): the Bundle is not copied into a frame.
+        self.writer.writelines((_LENGTH.pack(len(header) + 1 + len(body)), header, b"\n", body))
         return waiter
 
 
@@ -128,7 +130,7 @@ class ScoringWorkers:
                     self._opened = True
         channel = min(self._channels, key=lambda c: len(c.pending))
         header = orjson.dumps({"model": model, "as_of": as_of.isoformat() if as_of else None, "top": top})
-        return await channel.send(header + b"\n" + body)
+        return await channel.send(header, body)
 
     def close(self) -> None:
         for channel in self._channels:
