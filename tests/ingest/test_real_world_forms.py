@@ -352,3 +352,12 @@ def test_a_posted_bundles_medications_serve_that_bundle_only(tmp_path: Path) -> 
     second = ingest_bundle(db, json.dumps(bundle("collection", [patient("b"), request])), "gwangju", KEY)
     assert [r["reason"] for r in second.rejections] == ["MedicationRequest without a code"]
     assert db.scalar("SELECT count(*) FROM drug_exposure") == 0
+
+
+def test_the_mimic_demo_loads_with_every_medication_request_resolved(
+    shared_data: Path, run_cli: Any, tmp_path: Path
+) -> None:
+    """MIMIC's requests name a Medication of another file, or a mix of ingredients (its first stands for it)."""
+    report = _shared_report(run_cli, shared_data / "fhir" / "mimic-iv-demo-50", tmp_path)
+    row = report["by_type"]["MedicationRequest"]
+    assert row["rejected"] == 0 and row["loaded"] == row["records"]

@@ -57,7 +57,11 @@ _END_FIELDS = ("effective_end", "abatement", "performed_end", "period_end")
 
 
 # Elements the stage itself resolves (contained resources, medicationReference), on every read.
-_OWN_PATHS = (("med_ref", "$.medicationReference.reference"), ("contained", "$.contained"))
+_OWN_PATHS = (
+    ("med_ref", "$.medicationReference.reference"),
+    ("ingredient_ref", "$.ingredient[0].itemReference.reference"),  # a Medication that is a mix
+    ("contained", "$.contained"),
+)
 _OWN_NAMES = tuple(name for name, _ in _OWN_PATHS)
 _ALL_NAMES = (*(name for name, _ in PATHS), *_OWN_NAMES)
 
@@ -130,7 +134,7 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
         CASE WHEN f[1] IN ('Organization', 'Location') THEN {_f("org_name")} END AS org_name,
         {_f("identifier_system")} AS identifier_system, {_f("identifier_value")} AS identifier_value,
         {_f("component")} AS component, NULL AS parent_rid,
-        {_f("med_ref")} AS med_ref, {_f("contained")} AS contained
+        coalesce({_f("med_ref")}, {_f("ingredient_ref")}) AS med_ref, {_f("contained")} AS contained
     """
 
 
@@ -457,6 +461,13 @@ def _resolve_contained(db: HubDatabase) -> None:
         """
         INSERT INTO hm_medications SELECT rid, code_system, code, code_display FROM hm_stage
         WHERE resource_type = 'Medication' AND rid IS NOT NULL AND code IS NOT NULL AND parent_rid IS NULL
+        """
+    )
+    db.execute(  # a mix without a code of its own (MIMIC's) stands for its first ingredient, listed first
+        f"""
+        INSERT INTO hm_medications SELECT s.rid, m.code_system, m.code, m.code_display
+        FROM hm_stage s JOIN hm_medications m ON m.rid = {_ref_id("s.med_ref")}
+        WHERE s.resource_type = 'Medication' AND s.code IS NULL AND s.med_ref IS NOT NULL AND s.parent_rid IS NULL
         """
     )
     if not db.scalar("SELECT count(*) FROM hm_stage WHERE contained IS NOT NULL OR med_ref IS NOT NULL"):
