@@ -263,6 +263,8 @@ FAULTS = (
     "UPDATE measurement SET measurement_date = DATE '2199-01-01' WHERE measurement_id % 19 = 0",
     "UPDATE measurement SET visit_occurrence_id = 987654321 WHERE measurement_id % 23 = 0",
     "UPDATE measurement SET measurement_concept_id = 0 WHERE measurement_id % 29 = 0",
+    "INSERT INTO measurement SELECT * FROM measurement WHERE measurement_id % 31 = 0",  # duplicated keys
+    "UPDATE visit_occurrence SET visit_occurrence_id = NULL WHERE visit_occurrence_id % 37 = 0",
     "UPDATE condition_occurrence SET condition_concept_id = 0 WHERE condition_occurrence_id % 5 = 0",
     "UPDATE condition_occurrence SET condition_concept_id = 999999999 WHERE condition_occurrence_id % 11 = 0",
     "UPDATE condition_occurrence SET condition_start_date = DATE '1900-01-01' WHERE condition_occurrence_id % 13 = 0",
