@@ -427,8 +427,12 @@ def run_quality(
     results += [_result(c, n.violating, n.denominator, n.error) for c, n in zip(ours, counted, strict=False)]
     for (index, _), n in zip(planned, counted[len(ours) :], strict=True):
         error = n.error.removeprefix("not applicable: ") if n.error else None
-        dqd[index] = replace(
-            dqd[index], violating=n.violating, denominator=n.denominator, error=error, seconds=n.seconds
+        result = dqd[index]  # set in place: ``dataclasses.replace`` of 2,000 results cost 0.1 s
+        result.violating, result.denominator, result.error, result.seconds = (
+            n.violating,
+            n.denominator,
+            error,
+            n.seconds,
         )
     evaluate(dqd)
     order = {name: i for i, name in enumerate(CHECK_TYPES)}
