@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from healthmesh.cdm.schema import cdm_tables, sql_type
+from healthmesh.cdm.vocabulary import VOCABULARY_TABLES
 from healthmesh.errors import CDMError
 
 if TYPE_CHECKING:
@@ -44,17 +45,7 @@ __all__ = [
 ATTACHMENT_TABLE = "hm_attachment"
 CDM_CATALOG = "hm_cdm"  # the DuckDB catalog name of an attached CDM file
 
-_VOCABULARY = {
-    "concept",
-    "concept_relationship",
-    "concept_ancestor",
-    "vocabulary",
-    "domain",
-    "concept_class",
-    "relationship",
-    "concept_synonym",
-    "drug_strength",
-}
+_VOCABULARY = frozenset(VOCABULARY_TABLES)
 _RESULTS = {"cohort", "cohort_definition"}
 # Without these no verb can answer: refuse the attachment rather than answer from an empty view.
 _REQUIRED = ("person", "observation_period", "concept")
