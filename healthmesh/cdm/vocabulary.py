@@ -98,9 +98,10 @@ def _cast(datatype: str) -> str:
 def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str, int]:
     """Load every vocabulary table found in ``directory`` (default: the bundled subset).
 
-    The bundled supplements (special, type, unit and platform concepts, CVX vaccines, and concepts
-    from OHDSI's Phenotype Library) are added where absent, the
-    ``concept_ancestor`` table is derived from "Is a" when the files give none, and the
+    The bundled supplements (special, type, unit and platform concepts, CVX vaccines, concepts
+    from OHDSI's Phenotype Library, "Maps to" targets the subset lacks) are added where absent, the
+    ``concept_ancestor`` table is derived from "Is a" and RxNorm's drug-to-ingredient relationships
+    when the files give none, and the
     ``hm_concept_map`` lookup (source code to standard concept and domain, and the bundled aliases of
     UCUM units as FHIR writes them) is rebuilt.
     """
@@ -137,7 +138,7 @@ def load_vocabulary(db: HubDatabase, directory: Path | None = None) -> dict[str,
     return counts
 
 
-SUPPLEMENTS = ("supplement.csv", "supplement_cvx.csv", "supplement_phenotypes.csv")
+SUPPLEMENTS = ("supplement.csv", "supplement_cvx.csv", "supplement_phenotypes.csv", "supplement_targets.csv")
 
 
 def _add_supplements(db: HubDatabase) -> None:
@@ -152,10 +153,23 @@ def _add_supplements(db: HubDatabase) -> None:
         )
 
 
+# RxNorm relationships that lead from a drug towards its ingredients (a product to its components,
+# a brand to its clinical drug, a pack to its drugs, a component to its ingredient), and their
+# inverses, read the other way. A drug's ingredients are ancestors in OHDSI's concept_ancestor.
+_RXNORM_UP = ("Consists of", "Tradename of", "Quantified form of", "Contains", "RxNorm has ing")
+_RXNORM_DOWN = ("Constitutes", "Has tradename", "Has quantified form", "Contained in", "RxNorm ing of")
+
+
+def _quoted(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
 def _derive_ancestors(db: HubDatabase) -> int:
-    """Transitive closure of "Is a" among the concepts present, plus each standard concept as its own ancestor."""
+    """Transitive closure of "Is a" among the concepts present, each RxNorm drug's ingredients (through
+    the RxNorm relationships, whose intermediate concepts need not be present), plus each standard
+    concept as its own ancestor."""
     db.execute(
-        """
+        f"""
         INSERT INTO concept_ancestor
         WITH RECURSIVE isa AS (
             SELECT concept_id_1 AS child, concept_id_2 AS parent FROM concept_relationship
@@ -166,8 +180,27 @@ def _derive_ancestors(db: HubDatabase) -> int:
             UNION
             SELECT isa.parent, walk.descendant, walk.depth + 1 FROM walk JOIN isa ON isa.child = walk.ancestor
             WHERE walk.depth < 20
+        ), rx AS (
+            SELECT concept_id_1 AS child, concept_id_2 AS parent FROM concept_relationship
+            WHERE relationship_id IN ({_quoted(_RXNORM_UP)}) AND invalid_reason IS NULL
+            UNION
+            SELECT concept_id_2, concept_id_1 FROM concept_relationship
+            WHERE relationship_id IN ({_quoted(_RXNORM_DOWN)}) AND invalid_reason IS NULL
+        ), drugs(descendant, node, depth) AS (
+            SELECT concept_id, concept_id, 0 FROM concept
+            WHERE vocabulary_id IN ('RxNorm', 'RxNorm Extension') AND concept_class_id <> 'Ingredient'
+              AND standard_concept = 'S'
+            UNION
+            SELECT drugs.descendant, rx.parent, drugs.depth + 1 FROM drugs JOIN rx ON rx.child = drugs.node
+            WHERE drugs.depth < 4  -- pack, branded drug, clinical drug, component, ingredient
+        ), pairs AS (
+            SELECT ancestor, descendant, depth FROM walk
+            UNION ALL
+            SELECT i.concept_id, drugs.descendant, drugs.depth FROM drugs
+            JOIN concept i ON i.concept_id = drugs.node
+            WHERE i.concept_class_id = 'Ingredient' AND i.standard_concept = 'S' AND drugs.depth > 0
         )
-        SELECT ancestor, descendant, min(depth), max(depth) FROM walk GROUP BY ancestor, descendant
+        SELECT ancestor, descendant, min(depth), max(depth) FROM pairs GROUP BY ancestor, descendant
         UNION ALL
         SELECT concept_id, concept_id, 0, 0 FROM concept WHERE standard_concept = 'S'
         """

@@ -521,8 +521,11 @@ def _events(db: HubDatabase, dedupe: str) -> None:
         SELECT o.record_id, o.person_id, o.resource_type, coalesce(o.concept_id, 0) AS concept_id,
                coalesce(o.source_concept_id, 0) AS source_concept_id, o.target,
                o.start_ts, o.end_ts, o.value_num, o.value_unit,
-               -- a value without a unit: unit_concept_id NULL; a unit the vocabulary lacks: 0 (DQD >= 2.7)
-               CASE WHEN o.value_unit IS NOT NULL THEN coalesce(o.unit_concept_id, 0) END AS unit_concept_id,
+               -- a value without a unit: unit_concept_id NULL; a unit the vocabulary lacks: 0 (DQD >= 2.7).
+               -- A UCUM annotation alone ({{score}}, {{count}}) is UCUM's unity with a comment, no unit:
+               -- NULL, as DQD expects of scores (plausible unit -1); the source value keeps it.
+               CASE WHEN o.value_unit IS NOT NULL AND o.value_unit NOT LIKE '{{%}}'
+                    THEN coalesce(o.unit_concept_id, 0) END AS unit_concept_id,
                o.value_concept_id, coalesce(o.value_string, o.value_display) AS value_text, o.value_code,
                left(o.code, 50) AS source_value, v.visit_occurrence_id, p.provider_id
         FROM (SELECT * FROM hm_checked c WHERE c.status = 'loaded' AND c.target IS NOT NULL {dedupe}) o

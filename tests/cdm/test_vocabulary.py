@@ -56,7 +56,7 @@ def test_cvx_vaccines_and_ucum_units_as_fhir_writes_them_map(hub_db: HubDatabase
     assert _map(hub_db, "UCUM", "U/L") == (8645, "Unit")
     assert _map(hub_db, "UCUM", "[U]/L") == (8645, "Unit")  # the vocabulary's own spelling still maps
     assert _map(hub_db, "UCUM", "mL/min/{1.73_m2}") == (720870, "Unit")
-    assert _map(hub_db, "UCUM", "{score}") == (44777566, "Unit")
+    assert _map(hub_db, "UCUM", "(score)") == (44777566, "Unit")
     assert _map(hub_db, "SNOMED", "38341003") == (316866, "Condition")  # from OHDSI's Phenotype Library
 
 
@@ -190,11 +190,16 @@ def test_shared_synthea_immunizations_and_units_get_their_standard_concepts(
         units = dict(
             db.rows(
                 "SELECT unit_source_value, min(unit_concept_id) FROM measurement"
-                " WHERE unit_source_value IN ('U/L', '{score}', 'mL/min/{1.73_m2}') GROUP BY 1"
+                " WHERE unit_source_value IN ('U/L', 'mL/min/{1.73_m2}') GROUP BY 1"
             )
         )
+        # A UCUM annotation alone is no unit: NULL, as DQD expects of the pain score (43055141).
+        scores = db.rows(
+            "SELECT count(*), count(unit_concept_id) FROM measurement WHERE unit_source_value = '{score}'"
+        )[0]
     assert report.by_type["Immunization"]["loaded"] > 50 and shares["Immunization"] >= 0.85, shares
     assert units and all(concept > 0 for concept in units.values()), units
+    assert scores[0] > 0 and scores[1] == 0, scores
 
 
 def test_a_folder_that_fails_to_load_leaves_the_vocabulary_as_it_was(tmp_path: Path) -> None:

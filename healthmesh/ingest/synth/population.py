@@ -1,7 +1,7 @@
 """A regional synthetic population whose risk factors drive disease onset, written as FHIR R4.
 
 Each person is simulated year by year from 2014 to 2025: yearly check-ups with vital signs and
-laboratory results (LOINC), onset of type 2 diabetes, hypertension, myocardial infarction, stroke
+laboratory results (LOINC), screening and acute procedures (SNOMED CT), onset of type 2 diabetes, hypertension, myocardial infarction, stroke
 and chronic kidney disease from hazards that rise with age, BMI, glucose, blood pressure, LDL and
 smoking (SNOMED CT), treatment after diagnosis (RxNorm), deaths, and influenza-like-illness visits
 that follow a seasonal curve per region. People are generated in chunks with their own seeded
@@ -176,6 +176,18 @@ _CONDITION_CODES = {
     "ihd": ("22298006", "Myocardial infarction"),
     "stroke": ("230690007", "Cerebrovascular accident"),
 }
+# Procedures (SNOMED CT, standard in the bundled vocabulary): an ECG at a check-up every fourth
+# year from 40, a medication review every third year of treatment, and the acute care of an
+# infarction or a stroke. Chosen by the calendar and the person's state, not drawn: the rest of the
+# population is the same as without them.
+ECG = ("29303009", "Electrocardiographic procedure")
+MEDICATION_REVIEW = ("430193006", "Medication reconciliation")
+_ACUTE_PROCEDURES = {
+    "ihd": ("415070008", "Percutaneous coronary intervention"),
+    "stroke": ("303653007", "CT of head"),
+}
+# eGFR by MDRD, the form of the code that is standard in OMOP (LOINC 33914-3 maps to it).
+EGFR = ("77147-7", "Glomerular filtration rate/1.73 sq M.predicted by Creatinine-based formula (MDRD)")
 _DRUGS = {
     "t2dm": (("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"),),
     "htn": (("314076", "lisinopril 10 MG Oral Tablet"), ("197361", "amlodipine 5 MG Oral Tablet")),
@@ -262,6 +274,18 @@ def _medication(
     )
 
 
+def _procedure(
+    p: _Person, out: PersonRecords, eid: str, day: date, code: str, display: str, doc: str
+) -> None:
+    out.add(
+        "Procedure",
+        f'{{"resourceType":"Procedure","id":"{p.next_id("p")}","status":"completed","code":{{"coding":[{{'
+        f'"system":"{SNOMED}","code":"{code}","display":"{display}"}}]}},"subject":{{"reference":"Patient/{p.pid}"}},'
+        f'"encounter":{{"reference":"Encounter/{eid}"}},"performedDateTime":"{_ts(day)}",'
+        f'"performer":[{{"actor":{{"reference":"Practitioner/{doc}"}}}}]}}',
+    )
+
+
 def _checkup(
     p: _Person, out: PersonRecords, day: date, age: int, v: dict[str, float], site: str, doc: str
 ) -> str:
@@ -292,12 +316,15 @@ def _checkup(
             out,
             eid,
             day,
-            "33914-3",
-            "Glomerular filtration rate (MDRD)",
+            *EGFR,
             "laboratory",
             v["egfr"],
             "mL/min/{1.73_m2}",
         )
+    if age >= 40 and day.year % 4 == 2:
+        _procedure(p, out, eid, day, *ECG, doc)
+    if any(name in _DRUGS for name in p.conditions) and day.year % 3 == 1:
+        _procedure(p, out, eid, day, *MEDICATION_REVIEW, doc)
     if age >= 15 and day.year % 3 == 0:
         status = ("77176002", "Smoker") if p.smoker else ("266919005", "Never smoker")
         out.add(
@@ -415,6 +442,7 @@ def simulate_person(
                 if name == "ihd":
                     _condition(p, out, eid, onset, SNOMED, "53741008", "Coronary arteriosclerosis")
                 if acute:
+                    _procedure(p, out, eid, onset, *_ACUTE_PROCEDURES[name], doc)
                     _encounter(p, out, onset, "IMP", "32485007", "Hospital admission", site, doc)
                 for drug_code, drug_display in _DRUGS.get(name, ()):
                     _medication(p, out, eid, onset, drug_code, drug_display, doc)
