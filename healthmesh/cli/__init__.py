@@ -39,9 +39,11 @@ def _register() -> None:
         forecast,
         hub,
         ingest,
+        network,
         privacy,
         quality,
         risk,
+        study,
         synth,
     )
 
@@ -57,6 +59,8 @@ def _register() -> None:
     app.add_typer(federate.app, name="federate")
     app.add_typer(hub.app, name="hub")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(network.app, name="network")
+    app.add_typer(study.app, name="study")
 
 
 _register()

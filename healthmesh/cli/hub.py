@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from healthmesh.errors import ConfigError
+from healthmesh.errors import ConfigError, FederationError
 
 app = typer.Typer(help="The hub service: FastAPI over the hub's CDM, with tokens, roles and an audit log.",
                   no_args_is_help=True)  # fmt: skip
@@ -63,8 +63,24 @@ def serve(
     ssl_keyfile: Annotated[
         Path | None, typer.Option("--ssl-keyfile", help="the certificate's key (PEM)")
     ] = None,
+    network: Annotated[
+        str | None, typer.Option("--network", help="the coordinator's URL: take part in its studies")
+    ] = None,
+    network_credential_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--network-credential-file", help="the hub's credential from `network add-hub` (0600 file)"
+        ),
+    ] = None,
+    network_ca: Annotated[
+        Path | None,
+        typer.Option("--network-ca", help="CA certificate (PEM) the coordinator's HTTPS is checked with"),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="the hub policy (TOML); default: the one shipped")
+    ] = None,
 ) -> None:
-    """Serve the hub's API (OpenAPI at /docs) until Ctrl-C."""
+    """Serve the hub's API (OpenAPI at /docs) until Ctrl-C; with --network, also the network's studies."""
     import uvicorn
 
     os.umask(0o077)  # the database's WAL, reports and logs it writes are private (also when not run via main)
@@ -84,6 +100,10 @@ def serve(
         if tls_file is not None and not tls_file.is_file():
             raise ConfigError(f"no TLS file at {tls_file}")
     application = create_app(config)
+    if network is not None:
+        _join_network(application, network, network_credential_file, network_ca, policy)
+    elif network_credential_file is not None or network_ca is not None:
+        raise ConfigError("--network-credential-file and --network-ca need --network URL")
     scheme = "https" if ssl_certfile else "http"
     console.print(
         f"hub {hub}: {scheme}://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False
@@ -93,6 +113,111 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )  # fmt: skip
+
+
+def _join_network(
+    application: object, url: str, credential_file: Path | None, ca: Path | None, policy: Path | None
+) -> None:
+    """Attach the hub agent (``healthmesh.api.agent``) that pulls the network's studies."""
+    from healthmesh.api.agent import HubAgent, attach_agent
+    from healthmesh.policy import load_policy
+
+    credential = os.environ.get("HEALTHMESH_NETWORK_CREDENTIAL", "")
+    if credential_file is not None:
+        try:
+            credential = credential_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"--network-credential-file {credential_file}: {error.strerror}") from None
+    if not credential:
+        raise ConfigError(
+            "--network needs the hub's credential: --network-credential-file PATH or HEALTHMESH_NETWORK_CREDENTIAL"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--network {url!r}: give the coordinator's URL (https://host:port)")
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"--network-ca: no file at {ca}")
+    load_policy(policy)  # a bad policy file: one line now, not a failure at the first study
+    agent = HubAgent(
+        application.state.hub,  # type: ignore[attr-defined]
+        url,
+        credential,
+        policy_path=policy,
+        verify=str(ca) if ca is not None else True,
+    )
+    attach_agent(application, agent)  # type: ignore[arg-type]
+    console.print(f"hub agent: studies from {url}", highlight=False)
+
+
+def _admin_call(
+    hub: str, db: Path, url: str, method: str, path: str, body: dict[str, str] | None = None
+) -> object:
+    """Call the running hub service as its admin (a token signed with the hub's keys, as `hub token`)."""
+    import httpx
+
+    from healthmesh.api import TokenIssuer, config_from_settings
+    from healthmesh.api.tokenstate import token_state_for
+
+    config = config_from_settings(hub, db)
+    token = TokenIssuer(config.keys, hub, config.clients, 300, token_state_for(db)).issue(
+        "hub-admin", ("admin",)
+    )
+    try:
+        response = httpx.request(
+            method,
+            f"{url.rstrip('/')}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+        )
+    except httpx.HTTPError as error:
+        raise ConfigError(f"the hub service at {url} cannot be reached ({error})") from None
+    if not response.is_success:
+        try:
+            reason = response.json().get("detail", response.text)
+        except ValueError:
+            reason = response.text
+        raise FederationError(f"hub {hub}: {reason} (HTTP {response.status_code})")
+    return response.json()
+
+
+UrlOption = Annotated[str, typer.Option("--url", help="the running hub service (hub serve --network)")]
+
+
+@app.command()
+def waiting(hub: HubOption, db: DbOption, url: UrlOption) -> None:
+    """The network's studies waiting at this hub for its admin."""
+    studies = _admin_call(hub, db, url, "GET", "/network/studies")
+    table = Table("study", "kind", "researcher", "purpose", "note", title=f"studies waiting at hub {hub}")
+    for study in studies:  # type: ignore[attr-defined]
+        table.add_row(
+            study["study_id"], study["kind"], study["researcher"], study["purpose"], study["note"] or ""
+        )
+    console.print(table)
+
+
+@app.command()
+def approve(
+    hub: HubOption,
+    db: DbOption,
+    url: UrlOption,
+    study: Annotated[str, typer.Option("--study", help="the study's id")],
+) -> None:
+    """Approve a study held for this hub's admin: it runs now, its released answer goes to the network."""
+    _admin_call(hub, db, url, "POST", f"/network/studies/{study}/approve")
+    console.print(f"hub {hub}: study {study} approved; it runs now", highlight=False)
+
+
+@app.command()
+def refuse(
+    hub: HubOption,
+    db: DbOption,
+    url: UrlOption,
+    study: Annotated[str, typer.Option("--study", help="the study's id")],
+    reason: Annotated[str, typer.Option("--reason", help="why (the researcher reads it)")],
+) -> None:
+    """Refuse a study waiting at this hub, with the reason."""
+    _admin_call(hub, db, url, "POST", f"/network/studies/{study}/refuse", {"reason": reason})
+    console.print(f"hub {hub}: study {study} refused", highlight=False)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,17 @@ from healthmesh.federation.logreg import LogisticParams, predict_proba, roc_auc
 from healthmesh.federation.preprocess import AgreedPreprocessor
 from healthmesh.privacy.release import Release
 
-__all__ = ["AGE_BANDS", "EVENT_TABLES", "hub_concept_counts", "hub_validation_metrics", "open_hub_read_only"]
+if TYPE_CHECKING:
+    from healthmesh.cdm import HubDatabase
+
+__all__ = [
+    "AGE_BANDS",
+    "EVENT_TABLES",
+    "concept_counts",
+    "hub_concept_counts",
+    "hub_validation_metrics",
+    "open_hub_read_only",
+]
 
 # (table, concept column, person column, date column) searched for a concept set.
 EVENT_TABLES = (
@@ -88,9 +98,14 @@ def hub_concept_counts(db: str, job: Mapping[str, Any], release: Release) -> tup
 
     Returns the released counts (withheld ones as -1) and the number of persons the query touched.
     """
-    ids = _concept_ids(job)
     with open_hub_read_only(db) as hub:
-        persons = hub.df(_cohort_sql(bool(job.get("include_descendants", True)), hub.tables()), {"ids": ids})
+        return concept_counts(hub, job, release)
+
+
+def concept_counts(hub: HubDatabase, job: Mapping[str, Any], release: Release) -> tuple[dict[str, int], int]:
+    """``hub_concept_counts`` on a database already open (the hub service's own connection)."""
+    ids = _concept_ids(job)
+    persons = hub.df(_cohort_sql(bool(job.get("include_descendants", True)), hub.tables()), {"ids": ids})
     total = len(persons)
     sex = persons["gender"].map(lambda g: SEX_LABELS.get(int(g), "other") if pd.notna(g) else "other")
     band = pd.Series(["unknown"] * total, dtype=object)

@@ -21,8 +21,10 @@ from healthmesh.errors import ConfigError, FederationError
 __all__ = [
     "DEFAULT_POLICY",
     "OPERATIONS",
+    "STUDY_KINDS",
     "HubPolicy",
     "PolicyRefusal",
+    "StudyRules",
     "TaskDefinition",
     "TrainingLimits",
     "load_policy",
@@ -82,6 +84,31 @@ class TrainingLimits(_Strict):
     max_proximal_mu: float = Field(10.0, ge=0.0)
 
 
+STUDY_KINDS: tuple[str, ...] = ("count", "characterization", "cohort-attrition", "train", "validate")
+# A study kind -> the operation of ``operations`` that allows it.
+STUDY_OPERATIONS = {
+    "count": "count",
+    "characterization": "characterize",
+    "cohort-attrition": "count",
+    "train": "train",
+    "validate": "validate",
+}
+
+
+class StudyRules(_Strict):
+    """Studies of the live network: which kinds run as they arrive; the others wait for the admin."""
+
+    run_at_once: tuple[str, ...] = ("count", "cohort-attrition")
+
+    @field_validator("run_at_once")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in STUDY_KINDS]
+        if unknown:
+            raise ValueError(f"unknown study kind {unknown[0]!r}; use {', '.join(STUDY_KINDS)}")
+        return value
+
+
 class HubPolicy(_Strict):
     """The validated policy (see ``default_policy.toml`` for every field, with comments)."""
 
@@ -89,6 +116,7 @@ class HubPolicy(_Strict):
     min_cell: int = Field(5, ge=4, le=1000)
     training: TrainingLimits = Field(default_factory=lambda: TrainingLimits.model_validate({}))
     tasks: tuple[TaskDefinition, ...] = ()
+    studies: StudyRules = Field(default_factory=lambda: StudyRules.model_validate({}))
 
     @field_validator("operations")
     @classmethod
@@ -107,6 +135,15 @@ class HubPolicy(_Strict):
             raise PolicyRefusal(f"this hub's policy does not allow {operation!r}")
         if operation == "count" and job.get("characterize", True) and "characterize" not in self.operations:
             raise PolicyRefusal("this hub's policy does not allow 'characterize' (counts by sex and age)")
+
+    def study_decision(self, kind: str) -> str:
+        """``run`` (at once) or ``hold`` (for the admin); PolicyRefusal when the hub never answers it."""
+        operation = STUDY_OPERATIONS.get(kind)
+        if operation is None:
+            raise PolicyRefusal(f"this hub does not answer {kind!r} studies")
+        if operation not in self.operations:
+            raise PolicyRefusal(f"this hub's policy does not allow {operation!r}")
+        return "run" if kind in self.studies.run_at_once else "hold"
 
     def task_for(self, job: Mapping[str, Any]) -> TaskDefinition:
         """The hub's definition of the task ``job`` names; the job must use the hub's split."""
