@@ -34,6 +34,7 @@ from healthmesh.quality.checks import (
     Check,
     concept_gender_source,
     concept_join,
+    key_join,
 )
 
 __all__ = [
@@ -253,11 +254,6 @@ _PERIODS = (
 )
 
 
-def _key_join(col: str, table: str, key: str) -> str:
-    """The referenced table's key, as ``k_<field>`` (distinct: a duplicated key must not add rows)."""
-    return f'LEFT JOIN (SELECT DISTINCT {key} FROM {table}) k_{col} ON k_{col}.{key} = t."{col}"'
-
-
 def _quoted(values: str) -> str:
     return ", ".join("'" + v.strip().replace("'", "''") + "'" for v in values.split(",") if v.strip())
 
@@ -394,7 +390,7 @@ def _foreign_key(spec: DqdSpec, check: Callable[..., Check]) -> Check:
     return check(
         f't."{col}" IS NOT NULL AND k_{col}.{key} IS NULL',
         needs=(ref,),
-        joins=(_key_join(col, ref, key),),
+        joins=(key_join(col, ref, key),),
     )
 
 

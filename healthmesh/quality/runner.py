@@ -16,7 +16,7 @@ from healthmesh.cdm import cdm_tables
 from healthmesh.cdm.database import HubDatabase
 from healthmesh.errors import CDMError
 from healthmesh.privacy.release import Release
-from healthmesh.quality.checks import Check, build_checks
+from healthmesh.quality.checks import PERSON_JOIN, VISIT_JOIN, Check, build_checks, key_join
 from healthmesh.quality.checktypes import CHECK_TYPES
 from healthmesh.quality.dqd import DQD_VERSION, DqdResult, dqd_checks, evaluate, to_check
 from healthmesh.quality.report import CheckResult, QualityReport
@@ -108,11 +108,39 @@ def _cheaper(predicate: str, table: str | None, types: dict[tuple[str, str], str
     return _NOT_NULL_AND_NULL.sub("FALSE", _CAST.sub(plain, predicate))
 
 
-def _aggregate(c: Check, predicate: str) -> str:
+_BARE_COLUMN = re.compile(r'\bt\.([a-z_]\w*)\b(?!")')
+# A date plus or minus whole days: DATE arithmetic, not a TIMESTAMP per row compared to a DATE.
+_DAYS = re.compile(r"\b(v\.vs|v\.ve|dd\.death_date|current_date) ([+-]) INTERVAL (\d+) DAY\b")
+_DATE_OPERANDS = {
+    "v.vs": ("visit_occurrence", "visit_start_date"),
+    "v.ve": ("visit_occurrence", "visit_end_date"),
+    "dd.death_date": ("death", "death_date"),
+}
+
+
+def _normalized(predicate: str, types: dict[tuple[str, str], str]) -> str:
+    """The same predicate written one way, so that our checks and DQD's share their aggregates.
+
+    Columns are quoted alike (``t.x`` is ``t."x"``), and ``d + INTERVAL n DAY`` of a DATE is
+    ``d + n``: the same day, compared as a DATE (the comparison with a TIMESTAMP cast every row:
+    the visit-dates query of 720,000 measurements 25% faster).
+    """
+
+    def days(match: re.Match[str]) -> str:
+        operand = _DATE_OPERANDS.get(match.group(1))
+        if operand is not None and types.get(operand) != "DATE":
+            return match.group(0)
+        return f"{match.group(1)} {match.group(2)} {match.group(3)}"
+
+    return _DAYS.sub(days, _BARE_COLUMN.sub(r't."\1"', predicate))
+
+
+def _aggregate(c: Check, predicate: str, count_if: bool = False) -> str:
     """The count of rows (or distinct values) meeting ``predicate``, as a plain aggregate.
 
     ``sum(CASE ...)`` rather than ``count(*) FILTER (...)``: DuckDB computes hundreds of the former
-    in one pass several times faster (measured: 10-40 ms against 300-400 ms for 46 checks).
+    in one pass several times faster (measured: 10-40 ms against 300-400 ms for 46 checks), and
+    DuckDB's ``count_if`` faster still (the measurement table's main query 25% less CPU).
     """
     if c.grouped is not None:  # each row of the grouped source stands for n rows
         if predicate == "TRUE":
@@ -129,6 +157,8 @@ def _aggregate(c: Check, predicate: str) -> str:
         return "0"
     if (null := _IS_NULL.fullmatch(predicate)) is not None:  # NULLs: the row count less the values
         return f'(count(*) - count(t."{null.group(1)}"))'
+    if count_if:
+        return f"coalesce(count_if({predicate}), 0)"
     return f"coalesce(sum(CASE WHEN {predicate} THEN 1 ELSE 0 END), 0)"
 
 
@@ -138,22 +168,24 @@ def _both(violating: str, denominator: str) -> str:
 
 
 def _batch_sql(
-    batch: list[Check], types: dict[tuple[str, str], str] | None = None
+    batch: list[Check], types: dict[tuple[str, str], str] | None = None, count_if: bool = False
 ) -> tuple[str, list[tuple[int, int]]]:
     """One query counting every check of ``batch``; for each check, its two columns in the row.
 
-    Identical aggregates (the same denominator of many checks) are computed once.
+    Identical aggregates (the same denominator of many checks) are computed once. ``count_if``:
+    DuckDB's ``count_if`` for plain row counts (not every engine has it).
     """
+    types = types or {}
     columns: dict[str, int] = {}
     positions = []
     for c in batch:
         pair = []
         table = c.base_table if c.grouped is None else None
-        violating = _cheaper(c.violating, table, types or {})
-        denominator = _cheaper(c.denominator, table, types or {})
+        violating = _cheaper(_normalized(c.violating, types), table, types)
+        denominator = _cheaper(_normalized(c.denominator, types), table, types)
         both = _both(violating, denominator)
         for predicate in (both, denominator if denominator == "TRUE" else f"({denominator})"):
-            pair.append(columns.setdefault(_aggregate(c, predicate), len(columns)))
+            pair.append(columns.setdefault(_aggregate(c, predicate, count_if), len(columns)))
         positions.append((pair[0], pair[1]))
     joins = list(dict.fromkeys(j for c in batch for j in c.joins))
     source = batch[0].grouped or batch[0].source
@@ -178,7 +210,7 @@ class Counted:
     seconds: float = 0.0  # its share of the time of the query that counted it
 
 
-_JOIN_KIND = re.compile(r"\)?\s(c_|k_|pd|pb|dd|v)\w*\s+ON\s")
+_JOIN_KIND = re.compile(r"\)?\s(c_|k_|pd|pb|dd|op|v)\w*\s+ON\s")
 
 
 def _scan_kind(c: Check) -> str:
@@ -196,7 +228,7 @@ def _scan_kind(c: Check) -> str:
     for join in c.joins:
         match = _JOIN_KIND.search(join)
         kinds.add(match.group(1) if match else join)
-    kinds = {"person" if k in ("pd", "pb", "dd") else k for k in kinds}
+    kinds = {"person" if k in ("pd", "pb", "dd", "op") else k for k in kinds}
     return "joins " + ",".join(sorted(kinds))
 
 
@@ -223,6 +255,58 @@ def _per_column(c: Check) -> Check:
         return c
     (column,) = columns
     return replace(c, grouped=f'(SELECT "{column}", count(*) AS n FROM {table} GROUP BY 1) t')
+
+
+_KEY_JOIN = re.compile(r'LEFT JOIN \(SELECT DISTINCT (\w+) FROM (\w+)\) k_(\w+) ON k_\3\.\1 = t\."\3"')
+# Key joins that the person and visit joins of the date checks answer as well (same key, same
+# table: a person id has no PERSON row exactly when it has no ``pd`` row): one join fewer per table.
+_SHARED_KEYS = {
+    key_join("person_id", "person", "person_id"): (PERSON_JOIN, "pd.person_id"),
+    key_join("visit_occurrence_id", "visit_occurrence", "visit_occurrence_id"): (
+        VISIT_JOIN,
+        "v.visit_occurrence_id",
+    ),
+}
+
+
+def _fewer_joins(c: Check, sizes: dict[str, int]) -> Check:
+    """The same check with its foreign-key join answered by a join its batch has, or by none.
+
+    A key of an empty table matches nothing: ``k_x.key IS NULL`` is then always true and the join
+    is dropped. A key join to PERSON or VISIT_OCCURRENCE by the row's own person or visit becomes
+    the person or visit join the date checks of the table read anyway.
+    """
+    if not any(j.startswith("LEFT JOIN (SELECT DISTINCT") for j in c.joins):
+        return c
+    joins = list(c.joins)
+    violating, denominator = c.violating, c.denominator
+    for join in c.joins:
+        match = _KEY_JOIN.fullmatch(join)
+        if match is None:
+            continue
+        key, table, field = match.groups()
+        alias = f"k_{field}.{key}"
+        if sizes.get(table) == 0:
+            joins.remove(join)
+            violating = violating.replace(f"{alias} IS NULL", "TRUE")
+            denominator = denominator.replace(f"{alias} IS NULL", "TRUE")
+        elif join in _SHARED_KEYS:
+            shared, column = _SHARED_KEYS[join]
+            joins[joins.index(join)] = shared
+            violating, denominator = violating.replace(alias, column), denominator.replace(alias, column)
+    return replace(c, joins=tuple(dict.fromkeys(joins)), violating=violating, denominator=denominator)
+
+
+def _row_counts(db: HubDatabase, tables: set[str]) -> dict[str, int]:
+    """Each table's row count, in one query (a query per table cost a few ms each)."""
+    names = sorted(tables)
+    if not names:
+        return {}
+    try:
+        rows = db.rows(" UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in names))
+    except CDMError:
+        return db.table_counts(names)
+    return {str(t): int(n) for t, n in rows}
 
 
 def _skip_absent_concepts(
@@ -261,18 +345,23 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
     others.
     """
     own = checks  # each check's own SQL, for the fallback
-    checks = [_per_column(c) for c in checks]
     counted: list[Counted | None] = [None] * len(checks)
-    by_source: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
+    runnable = []
     for i, c in enumerate(checks):
         missing = [t for t in (c.table, *c.needs) if t not in present]
         if missing:
             counted[i] = Counted(None, None, f"not applicable: table {missing[0]} does not exist")
         else:
-            by_source[(c.source, c.grouped, _scan_kind(c))].append(i)
+            runnable.append(i)
+    read = {t for i in runnable for t in (checks[i].table, *checks[i].needs)}
+    read |= {b for i in runnable if (b := checks[i].base_table)}
+    sizes = _row_counts(db, {t for t in read if t in present})
+    checks = [_per_column(_fewer_joins(c, sizes)) for c in checks]
+    by_source: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
+    for i in runnable:
+        c = checks[i]
+        by_source[(c.source, c.grouped, _scan_kind(c))].append(i)
     types = column_types(db)
-    bases = {b for i in (j for g in by_source.values() for j in g) if (b := checks[i].base_table)}
-    sizes = db.table_counts(sorted(bases | {checks[i].table for g in by_source.values() for i in g}))
     with _threads(db) as use:
         for group in by_source.values():
             use(sizes.get(checks[group[0]].table, 0))
@@ -329,11 +418,12 @@ def _count_group(
             counted[i] = Counted(0, 0)
         return
     group = _skip_absent_concepts(db, checks, group, counted)
+    count_if = getattr(db, "dialect", "duckdb") == "duckdb"
     for start in range(0, len(group), _BATCH):
         batch = group[start : start + _BATCH]
         began = time.perf_counter()
         try:
-            sql, positions = _batch_sql([checks[i] for i in batch], types)
+            sql, positions = _batch_sql([checks[i] for i in batch], types, count_if)
             row = db.rows(sql)[0]
         except CDMError:
             for i in batch:
