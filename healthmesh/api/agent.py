@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,7 +146,7 @@ class HubAgent:
                 again, pause = True, min(MAX_BACKOFF_S, pause * 2)
                 continue
             for study in studies:
-                self._spawn(study["study_id"], lambda s=study: self.consider(s))
+                self._spawn(study["study_id"], partial(self.consider, study))
 
     def _spawn(self, study_id: str, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         """Run ``work`` for a study unless one is in hand already (a study is delivered again after an outage)."""
