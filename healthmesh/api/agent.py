@@ -44,7 +44,7 @@ __all__ = ["AGENT_ROUTE", "CoordinatorAnswer", "HubAgent", "attach_agent", "rout
 log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 25.0  # how long one long-poll is held at the coordinator
-MAX_BACKOFF_S = 5.0
+MAX_BACKOFF_S = 2.0  # a hub asks a coordinator that is down again at least this often
 AGENT_ROUTE = "/network/studies/{study_id}"  # the audit route of a study's answer (with its id)
 
 

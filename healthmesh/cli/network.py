@@ -58,6 +58,8 @@ def serve(
     console.print(f"network coordinator: {scheme}://{host}:{port} (OpenAPI at /docs)", highlight=False)
     uvicorn.run(
         application, host=host, port=port, log_level=log_level, access_log=False,
+        # Long-polls hold requests open for up to 30 s: a stop should not wait for them.
+        timeout_graceful_shutdown=1,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )  # fmt: skip

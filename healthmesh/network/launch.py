@@ -29,6 +29,14 @@ class ServedProcess:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def restart(self, timeout_s: float = 90.0) -> None:
+        """Stop the process and start it again with the same command (same port, same files)."""
+        self.stop()
+        self.process = _spawn(self.name, self.command, self.log, self.env)
+        wait_until_up([self], timeout_s)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -118,21 +126,22 @@ def start_live_network(
     hub_ports = {name: _free_port(host) for name in hub_dbs}
     credentials = {}
     for name in hub_dbs:
-        credentials[name] = store.add_hub(name, region=name, role="hub", base_url=f"http://{host}:{hub_ports[name]}")
+        credentials[name] = store.add_hub(
+            name, region=name, role="hub", base_url=f"http://{host}:{hub_ports[name]}"
+        )
     tokens = {name: store.add_researcher(name) for name in researchers}
     store.close()
     python = [sys.executable, "-m", "healthmesh"]
     port = _free_port(host)
+    serve = [*python, "network", "serve", "--db", str(store_path), "--port", str(port), "--host", host]
+    log = workdir / "coordinator.log"
     coordinator = ServedProcess(
         "the coordinator",
         f"http://{host}:{port}",
-        _spawn(
-            "coordinator",
-            [*python, "network", "serve", "--db", str(store_path), "--port", str(port), "--host", host],
-            workdir / "coordinator.log",
-            base_env,
-        ),
-        workdir / "coordinator.log",
+        _spawn("coordinator", serve, log, base_env),
+        log,
+        serve,
+        base_env,
     )
     hubs: dict[str, ServedProcess] = {}
     try:
@@ -152,7 +161,12 @@ def start_live_network(
                 command += ["--policy", str(policies[name])]
             log = folder / "service.log"
             hubs[name] = ServedProcess(
-                f"hub {name}", f"http://{host}:{hub_ports[name]}", _spawn(name, command, log, base_env), log
+                f"hub {name}",
+                f"http://{host}:{hub_ports[name]}",
+                _spawn(name, command, log, base_env),
+                log,
+                command,
+                base_env,
             )
         wait_until_up([coordinator, *hubs.values()], timeout_s)
     except BaseException:

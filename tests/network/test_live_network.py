@@ -286,3 +286,34 @@ def test_a_hub_answers_its_api_and_the_network_at_the_same_time(live: LiveNetwor
     assert api_codes == [200] * 6
     assert [states(s) for s in answers] == [{"gyeonggi": "done"}] * 6
     assert len({s["hubs"]["gyeonggi"]["result"]["persons"] for s in answers}) == 1  # the same released count
+
+
+def test_hubs_serve_without_the_coordinator_and_rejoin_when_it_is_back(live: LiveNetwork) -> None:
+    with researcher(live) as client:
+        held = client.submit(
+            {"kind": "characterization", "purpose": "kept over a restart", "hubs": ["gyeonggi"]}
+        )
+        wait_for(lambda s: s["hubs"]["gyeonggi"]["note"], client, held["study_id"])
+    live.coordinator.stop()
+    token = role_tokens("busan", live.hub_dbs["busan"], settings=Settings(secret_key=None))["researcher"]
+    alone = httpx.post(
+        f"{live.hubs['busan'].url}/cohorts/count",
+        json={"builtin": "type-2-diabetes"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert alone.status_code == 200  # a hub's own users do not depend on the coordinator
+    live.coordinator.restart()
+    with researcher(live) as client:
+        kept = client.study(held["study_id"])
+        assert kept["hubs"]["gyeonggi"]["state"] == "waiting" and kept["hubs"]["gyeonggi"]["note"]
+        study_id = client.submit(
+            {
+                "kind": "count",
+                "purpose": "after the restart",
+                "concept_ids": [DIABETES],
+                "characterize": False,
+            }
+        )["study_id"]
+        study = client.wait_finished(study_id, 30)
+    assert states(study) == dict.fromkeys(HUBS, "done")
