@@ -362,11 +362,64 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
         c = checks[i]
         by_source[(c.source, c.grouped, _scan_kind(c))].append(i)
     types = column_types(db)
-    with _threads(db) as use:
+    with _threads(db) as use, _shared_joins(db, checks, list(by_source.values()), sizes, use) as checks:
         for group in by_source.values():
             use(sizes.get(checks[group[0]].table, 0))
             _count_group(db, checks, own, group, counted, sizes, types)
     return [c if c is not None else Counted(None, None, "not run") for c in counted]
+
+
+_SUBQUERY_JOIN = re.compile(r"LEFT JOIN \((SELECT .*)\) (\w+) ON (.*)", re.DOTALL)
+_FROM_TABLE = re.compile(r"\bFROM (\w+)")
+
+
+@contextmanager
+def _shared_joins(
+    db: HubDatabase,
+    checks: list[Check],
+    groups: list[list[int]],
+    sizes: dict[str, int],
+    use: Callable[[int], None],
+) -> Iterator[list[Check]]:
+    """``checks`` with each joined subquery that several queries read computed once, as a temp table.
+
+    The person, death and visit joins, the observation-period spans and the keys of referenced
+    tables are aggregates of a whole table; each table's queries joined them again (at 100,000
+    persons: the visits grouped by id, 1.2 million groups, once per clinical table). DuckDB only
+    (a temp table on a server database may need a privilege); dropped when done.
+    """
+    if getattr(db, "dialect", "duckdb") != "duckdb":
+        yield checks
+        return
+    readers: dict[str, int] = defaultdict(int)
+    for group in groups:
+        base = checks[group[0]].base_table
+        if base is None or sizes.get(base, 0) > 0:  # an empty table is not queried
+            for join in {j for i in group for j in checks[i].joins}:
+                readers[_SUBQUERY_JOIN.sub(r"\1", join)] += 1
+    temps: dict[str, str] = {}
+    try:
+        for subquery, n in readers.items():
+            if n < 2 or not subquery.startswith("SELECT "):
+                continue
+            name = f"hm_quality_join_{len(temps)}"
+            use(max((sizes.get(t, 0) for t in _FROM_TABLE.findall(subquery)), default=0))
+            try:
+                db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {subquery}")
+            except CDMError:
+                continue  # the queries keep their subquery (and report its error)
+            temps[subquery] = name
+
+        def join(text: str) -> str:
+            match = _SUBQUERY_JOIN.fullmatch(text)
+            if match is None or match.group(1) not in temps:
+                return text
+            return f"LEFT JOIN {temps[match.group(1)]} {match.group(2)} ON {match.group(3)}"
+
+        yield [replace(c, joins=tuple(join(j) for j in c.joins)) if c.joins else c for c in checks]
+    finally:
+        for name in temps.values():
+            db.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 # Below this many rows a query runs on one thread: DuckDB splits work by row groups of 122,880
