@@ -20,6 +20,7 @@ from healthmesh.ingest.fhir.paths import (
     value_system,
     value_text,
 )
+from healthmesh.ingest.fhir.shape import Shape
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -66,21 +67,13 @@ _OWN_NAMES = tuple(name for name, _ in _OWN_PATHS)
 _ALL_NAMES = (*(name for name, _ in PATHS), *_OWN_NAMES)
 
 
-class _Fields:
-    """Positions of the extracted elements in the list ``f``; absent elements read as NULL."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.position = {name: i + 1 for i, name in enumerate(names)}  # DuckDB lists are 1-based
-
-    def __call__(self, name: str) -> str:
-        return f"f[{self.position[name]}]" if name in self.position else "NULL"
-
-    def paths(self) -> str:
-        lookup = dict(PATHS) | dict(_OWN_PATHS)
-        return "[" + ", ".join(f"'{lookup[n]}'" for n in self.position) + "]"
+def _fields(names: tuple[str, ...]) -> Shape:
+    """The shape that reads ``names`` (``f`` in the staging SELECTs)."""
+    lookup = dict(PATHS) | dict(_OWN_PATHS)
+    return Shape({name: lookup[name] for name in names})
 
 
-_f = _Fields(_ALL_NAMES)
+_f = _fields(_ALL_NAMES)
 
 
 _CODE_SOURCE = {
@@ -96,21 +89,21 @@ _CODE_SOURCE = {
 }
 
 
-def _code_expr(_f: _Fields, part: str) -> str:
+def _code_expr(_f: Shape, part: str) -> str:
     # code/code_system/code_display: the coded element that names what the resource is about.
     cases = " ".join(f"WHEN '{rt}' THEN {_f(f'{p}_{part}')}" for rt, p in _CODE_SOURCE.items())
     own = _f("code" if part == "code" else f"code_{part}")
-    return f"CASE f[1] {cases} ELSE {own} END"
+    return f"CASE {_f('resource_type')} {cases} ELSE {own} END"
 
 
-def _select_from_extracted(_f: _Fields = _f) -> str:
+def _select_from_extracted(_f: Shape = _f) -> str:
     start = "coalesce(" + ", ".join(_f(n) for n, _ in _START_FIELDS) + ")"
     start_field = (
         "CASE " + " ".join(f"WHEN {_f(n)} IS NOT NULL THEN '{label}'" for n, label in _START_FIELDS) + " END"
     )
     end = "coalesce(" + ", ".join(_f(n) for n in _END_FIELDS) + ")"
     return f"""
-        file_no, rec, entry, f[1] AS resource_type, f[2] AS rid, parse_error,
+        file_no, rec, entry, {_f("resource_type")} AS resource_type, {_f("id")} AS rid, parse_error,
         coalesce({_f("subject")}, {_f("patient")}) AS subject_ref,
         coalesce({_f("encounter")}, {_f("context")}) AS visit_ref,
         coalesce({_f("participant")}, {_f("requester")}, {_f("performer_actor")}, {_f("performer")},
@@ -131,7 +124,7 @@ def _select_from_extracted(_f: _Fields = _f) -> str:
         coalesce({_f("addr_state")}, {_f("loc_state")}) AS addr_state,
         coalesce({_f("addr_city")}, {_f("loc_city")}) AS addr_city,
         coalesce({_f("addr_postal")}, {_f("loc_postal")}) AS addr_postal,
-        CASE WHEN f[1] IN ('Organization', 'Location') THEN {_f("org_name")} END AS org_name,
+        CASE WHEN {_f("resource_type")} IN ('Organization', 'Location') THEN {_f("org_name")} END AS org_name,
         {_f("identifier_system")} AS identifier_system, {_f("identifier_value")} AS identifier_value,
         {_f("component")} AS component, NULL AS parent_rid,
         coalesce({_f("med_ref")}, {_f("ingredient_ref")}) AS med_ref, {_f("contained")} AS contained
@@ -174,14 +167,14 @@ def stage_ndjson_file(
     NULL): the caller stages it again, numbered, if a record turns out to need one (a rejection or
     a duplicate). Returns whether the records are numbered.
     """
-    fields = _Fields((*fields_for(resource_type), *_OWN_NAMES))
+    fields = _fields((*fields_for(resource_type), *_OWN_NAMES))
     create_stage(db)  # fresh, so that a numbered read's row order is the file's line order
     ordered = _read_ndjson(db, path, fields, parallel, numbered)
     db.execute("INSERT INTO hm_files VALUES (1, ?)", [str(path)])
     others = (
         f"resource_type IS DISTINCT FROM '{resource_type}' AND parse_error IS NULL AND parent_rid IS NULL"
     )
-    partial = len(fields.position) < len(_ALL_NAMES)
+    partial = len(fields.names) < len(_ALL_NAMES)
     mixed = partial and db.scalar(f"SELECT count(*) FROM hm_stage WHERE {others}")
     if mixed and not ordered:  # the other lines are re-read by number
         return stage_ndjson_file(db, path, resource_type, parallel, numbered=True)
@@ -192,14 +185,14 @@ def stage_ndjson_file(
         db.execute(f"DELETE FROM hm_stage WHERE {others}")
         lines = "SELECT rec FROM hm_again"
         db.execute(
-            f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _Fields(_ALL_NAMES), MAX_LINE_BYTES, lines)}"
+            f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, _f, MAX_LINE_BYTES, lines)}"
         )
     _resolve_contained(db)
     _expand_components(db)
     return ordered
 
 
-def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool, numbered: bool) -> bool:
+def _read_ndjson(db: HubDatabase, path: Path, fields: Shape, parallel: bool, numbered: bool) -> bool:
     """Fill the fresh ``hm_stage`` with the file's lines; returns whether they are in file order.
 
     DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
@@ -224,7 +217,7 @@ def _read_ndjson(db: HubDatabase, path: Path, fields: _Fields, parallel: bool, n
     return True
 
 
-def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = "") -> str:
+def _ndjson_select(path: Path, fields: Shape, line_bytes: int, lines: str = "") -> str:
     """The file's lines as staged rows, in file order, ``rec`` left NULL; or, given ``lines`` (a
     SELECT of record numbers), only those lines with their numbers (an ordered read: one core)."""
     numbered = "WITH ORDINALITY WHERE ordinality IN (" + lines + ")" if lines else ""
@@ -235,7 +228,7 @@ def _ndjson_select(path: Path, fields: _Fields, line_bytes: int, lines: str = ""
                    CASE WHEN json IS NULL THEN {_sql_str(_INVALID_JSON)}
                         WHEN length(json) > {MAX_RECORD_BYTES}
                         THEN 'record of ' || (length(json) // 1048576) || ' MB is over the 16 MB limit' END AS parse_error,
-                   CASE WHEN length(json) <= {MAX_RECORD_BYTES} THEN json_extract_string(json, {fields.paths()}) END AS f
+                   CASE WHEN length(json) <= {MAX_RECORD_BYTES} THEN {fields.transform("json")} END AS f
             FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
                                    maximum_object_size={line_bytes}) {numbered}
         )
@@ -372,14 +365,14 @@ def _stage_docs(db: HubDatabase) -> None:
         f"""
         INSERT INTO hm_stage BY NAME
         SELECT {_select_from_extracted()} FROM (
-            SELECT file_no, 1 AS rec, entry, parse_error, json_extract_string(res, {_f.paths()}) AS f
+            SELECT file_no, 1 AS rec, entry, parse_error, {_f.transform("res")} AS f
             FROM (
                 SELECT file_no, entry, res, NULL AS parse_error FROM ({_TOP_ENTRIES}) WHERE res IS NOT NULL
                 UNION ALL
                 SELECT file_no, NULL, doc, NULL FROM hm_docs JOIN hm_files USING (file) WHERE doc_type <> 'Bundle'
             )
             UNION ALL
-            SELECT file_no, 1, NULL, {_BAD_BUNDLE_TYPE}, [NULL]
+            SELECT file_no, 1, NULL, {_BAD_BUNDLE_TYPE}, {_f.null()}
             FROM hm_docs JOIN hm_files USING (file)
             WHERE doc_type = 'Bundle' AND (bundle_type NOT IN {_BUNDLE_TYPES} OR bundle_type IS NULL)
         )
@@ -421,7 +414,7 @@ def _stage_nested_bundles(db: HubDatabase) -> None:
             f"""
             INSERT INTO hm_stage BY NAME
             SELECT {_select_from_extracted()} FROM (
-                SELECT file_no, 1 AS rec, entry, NULL AS parse_error, json_extract_string(res, {_f.paths()}) AS f
+                SELECT file_no, 1 AS rec, entry, NULL AS parse_error, {_f.transform("res")} AS f
                 FROM hm_inner WHERE res IS NOT NULL
             )
             """
@@ -476,7 +469,7 @@ def _resolve_contained(db: HubDatabase) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE hm_contained AS
         SELECT {_select_from_extracted()}, container FROM (
-            SELECT file_no, rec, entry, NULL AS parse_error, json_extract_string(c, {_f.paths()}) AS f, container
+            SELECT file_no, rec, entry, NULL AS parse_error, {_f.transform("c")} AS f, container
             FROM (SELECT file_no, rec, entry, rid AS container, unnest(try(json_extract(contained, '$[*]'))) AS c
                   FROM hm_stage WHERE contained IS NOT NULL AND parse_error IS NULL AND parent_rid IS NULL)
         )
@@ -550,17 +543,20 @@ def _resolve_full_urls(db: HubDatabase) -> None:
         )
 
 
-_COMPONENT_PATHS = (
-    "$.code.coding[0].system",
-    "$.code.coding[0].code",
-    "$.code.coding[0].display",
-    "$.valueQuantity.value",
-    "$.valueQuantity.code",
-    "$.valueQuantity.unit",
-    "$.valueCodeableConcept.coding[0].system",
-    "$.valueCodeableConcept.coding[0].code",
-    "$.valueCodeableConcept.coding[0].display",
-    "$.valueString",
+_COMPONENT = Shape(
+    {
+        "code_system": "$.code.coding[0].system",
+        "code": "$.code.coding[0].code",
+        "code_display": "$.code.coding[0].display",
+        "value_num": "$.valueQuantity.value",
+        "value_unit_code": "$.valueQuantity.code",
+        "value_unit": "$.valueQuantity.unit",
+        "value_system": "$.valueCodeableConcept.coding[0].system",
+        "value_code": "$.valueCodeableConcept.coding[0].code",
+        "value_display": "$.valueCodeableConcept.coding[0].display",
+        "value_string": "$.valueString",
+    },
+    column="c",
 )
 
 
@@ -578,26 +574,24 @@ def _expand_components(db: HubDatabase) -> None:
         WHERE {_PANEL} AND parse_error IS NULL AND NOT (starts_with(component, '[') AND ends_with(component, ']'))
         """
     )
-    paths = "[" + ", ".join(f"'{p}'" for p in _COMPONENT_PATHS) + "]"
-    # Each panel is unnested in place (no join back to its row), one parse per component. The
-    # parts carry their panel's record number, so they may land in any order.
+    c = _COMPONENT
+    # Each panel is unnested in place (no join back to its row), one walk per panel. The parts
+    # carry their panel's record number, so they may land in any order.
     with db.unordered():
         db.execute(
             f"""
         INSERT INTO hm_stage BY NAME
         SELECT * EXCLUDE (rid, code_system, code, code_display, value_num_raw, value_unit, value_system,
                           value_code, value_display, value_string, component, parent_rid, i, c),
-               rid || '#component-' || i AS rid, c[1] AS code_system, c[2] AS code, c[3] AS code_display,
-               c[4] AS value_num_raw, coalesce(c[5], c[6]) AS value_unit, c[7] AS value_system,
-               c[8] AS value_code, c[9] AS value_display, c[10] AS value_string,
-               NULL AS component, rid AS parent_rid
+               rid || '#component-' || i AS rid, {c("code_system")} AS code_system, {c("code")} AS code,
+               {c("code_display")} AS code_display, {c("value_num")} AS value_num_raw,
+               coalesce({c("value_unit_code")}, {c("value_unit")}) AS value_unit, {c("value_system")} AS value_system,
+               {c("value_code")} AS value_code, {c("value_display")} AS value_display,
+               {c("value_string")} AS value_string, NULL AS component, rid AS parent_rid
         FROM (
-            SELECT * EXCLUDE (comp), json_extract_string(comp, {paths}) AS c
-            FROM (
-                SELECT * EXCLUDE (comps), generate_subscripts(comps, 1) AS i, unnest(comps) AS comp
-                FROM (SELECT *, try(json_extract(component, '$[*]')) AS comps FROM hm_stage
-                      WHERE {_PANEL} AND parse_error IS NULL)
-            )
+            SELECT * EXCLUDE (comps), generate_subscripts(comps, 1) AS i, unnest(comps) AS c
+            FROM (SELECT *, {c.transform_list("component")} AS comps FROM hm_stage
+                  WHERE {_PANEL} AND parse_error IS NULL)
         )
         """
         )
