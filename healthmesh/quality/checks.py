@@ -428,7 +428,7 @@ def _table_checks(th: Thresholds) -> list[Check]:
             th.threshold("measurePersonCompleteness", table, "person_id"),
             # word for word DQD's measurePersonCompleteness (dqd.py): one anti-join serves both
             "person t",
-            f"t.person_id NOT IN (SELECT person_id FROM {table} WHERE person_id IS NOT NULL)",
+            f"t.person_id NOT IN (SELECT DISTINCT person_id FROM {table} WHERE person_id IS NOT NULL)",
             needs=(table,),
         )
         for table in th.person_completeness_tables

@@ -354,7 +354,7 @@ def to_check(spec: DqdSpec) -> Check:
             joins=(_VISIT,),
         ),
         "measurePersonCompleteness": lambda: check(
-            f"t.person_id NOT IN (SELECT person_id FROM {table} WHERE person_id IS NOT NULL)",
+            f"t.person_id NOT IN (SELECT DISTINCT person_id FROM {table} WHERE person_id IS NOT NULL)",
             source="person t",
             needs=("person",),
         ),

@@ -258,6 +258,15 @@ def _per_column(c: Check) -> Check:
 
 
 _KEY_JOIN = re.compile(r'LEFT JOIN \(SELECT DISTINCT (\w+) FROM (\w+)\) k_(\w+) ON k_\3\.\1 = t\."\3"')
+_SUBQUERY_JOIN = re.compile(r"LEFT JOIN \((SELECT .*)\) (\w+) ON (.*)", re.DOTALL)
+
+
+def _subquery(join: str) -> str:
+    match = _SUBQUERY_JOIN.fullmatch(join)
+    assert match is not None, join
+    return match.group(1)
+
+
 # Key joins that the person and visit joins of the date checks answer as well (same key, same
 # table: a person id has no PERSON row exactly when it has no ``pd`` row): one join fewer per table.
 _SHARED_KEYS = {
@@ -267,14 +276,21 @@ _SHARED_KEYS = {
         "v.visit_occurrence_id",
     ),
 }
+# The same keys, grouped as the person and visit joins group them: a key join by another field
+# (``preceding_visit_occurrence_id``) reads that grouping too, which is computed once a run.
+_GROUPED_KEYS = {
+    ("person", "person_id"): _subquery(PERSON_JOIN),
+    ("visit_occurrence", "visit_occurrence_id"): _subquery(VISIT_JOIN),
+}
 
 
-def _fewer_joins(c: Check, sizes: dict[str, int]) -> Check:
+def _fewer_joins(c: Check, sizes: dict[str, int], unpopulated: set[tuple[str, str]]) -> Check:
     """The same check with its foreign-key join answered by a join its batch has, or by none.
 
     A key of an empty table matches nothing: ``k_x.key IS NULL`` is then always true and the join
-    is dropped. A key join to PERSON or VISIT_OCCURRENCE by the row's own person or visit becomes
-    the person or visit join the date checks of the table read anyway.
+    is dropped. A field without any value never violates (``t.x IS NOT NULL AND ...``): its join
+    is dropped too. A key join to PERSON or VISIT_OCCURRENCE by the row's own person or visit
+    becomes the person or visit join the date checks of the table read anyway.
     """
     if not any(j.startswith("LEFT JOIN (SELECT DISTINCT") for j in c.joins):
         return c
@@ -286,15 +302,43 @@ def _fewer_joins(c: Check, sizes: dict[str, int]) -> Check:
             continue
         key, table, field = match.groups()
         alias = f"k_{field}.{key}"
-        if sizes.get(table) == 0:
+        if sizes.get(table) == 0 or (c.table, field) in unpopulated:
+            always = "TRUE" if sizes.get(table) == 0 else "FALSE"
             joins.remove(join)
-            violating = violating.replace(f"{alias} IS NULL", "TRUE")
-            denominator = denominator.replace(f"{alias} IS NULL", "TRUE")
+            violating = violating.replace(f"{alias} IS NULL", always)
+            denominator = denominator.replace(f"{alias} IS NULL", always)
         elif join in _SHARED_KEYS:
             shared, column = _SHARED_KEYS[join]
             joins[joins.index(join)] = shared
             violating, denominator = violating.replace(alias, column), denominator.replace(alias, column)
+        elif (table, key) in _GROUPED_KEYS:
+            grouped = _GROUPED_KEYS[(table, key)]
+            joins[joins.index(join)] = f'LEFT JOIN ({grouped}) k_{field} ON {alias} = t."{field}"'
     return replace(c, joins=tuple(dict.fromkeys(joins)), violating=violating, denominator=denominator)
+
+
+def _unpopulated(db: HubDatabase, checks: list[Check], sizes: dict[str, int]) -> set[tuple[str, str]]:
+    """(table, field) of the foreign-key fields without any value, in tables with rows.
+
+    One ``count(field)`` query per table (DuckDB reads validity masks only): a field no row fills
+    (``provider_id`` of most sources) then needs no join to its referenced table.
+    """
+    fields: dict[str, set[str]] = defaultdict(set)
+    for c in checks:
+        if c.base_table is not None and sizes.get(c.base_table, 0) > 0:
+            for join in c.joins:
+                if (match := _KEY_JOIN.fullmatch(join)) is not None and sizes.get(match.group(2), 0) > 0:
+                    fields[c.base_table].add(match.group(3))
+    empty = set()
+    for table, names in fields.items():
+        ordered = sorted(names)
+        try:
+            counts = ", ".join(f'count("{f}")' for f in ordered)
+            row = db.rows(f"SELECT {counts} FROM {table}")[0]
+        except CDMError:
+            continue
+        empty |= {(table, f) for f, n in zip(ordered, row, strict=True) if n == 0}
+    return empty
 
 
 def _row_counts(db: HubDatabase, tables: set[str]) -> dict[str, int]:
@@ -356,7 +400,8 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
     read = {t for i in runnable for t in (checks[i].table, *checks[i].needs)}
     read |= {b for i in runnable if (b := checks[i].base_table)}
     sizes = _row_counts(db, {t for t in read if t in present})
-    checks = [_per_column(_fewer_joins(c, sizes)) for c in checks]
+    unpopulated = _unpopulated(db, [checks[i] for i in runnable], sizes)
+    checks = [_per_column(_fewer_joins(c, sizes, unpopulated)) for c in checks]
     by_source: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
     for i in runnable:
         c = checks[i]
@@ -369,7 +414,6 @@ def count_checks(db: HubDatabase, checks: list[Check], present: dict[str, set[st
     return [c if c is not None else Counted(None, None, "not run") for c in counted]
 
 
-_SUBQUERY_JOIN = re.compile(r"LEFT JOIN \((SELECT .*)\) (\w+) ON (.*)", re.DOTALL)
 _FROM_TABLE = re.compile(r"\bFROM (\w+)")
 
 
