@@ -36,6 +36,7 @@ from healthmesh.api.auth import Principal, require_roles
 from healthmesh.api.deps import HubState
 from healthmesh.api.json_route import JsonRoute
 from healthmesh.errors import FederationError, HealthmeshError
+from healthmesh.network.client import tls_context
 from healthmesh.policy import HubPolicy, PolicyRefusal, load_policy
 from healthmesh.privacy.release import DEFAULT_MAX_NOISE, Release
 
@@ -66,14 +67,14 @@ class HubAgent:
         credential: str,
         *,
         policy_path: Path | None = None,
-        verify: bool | str = True,
+        ca: Path | None = None,
     ) -> None:
         self.state = state
         self.hub = state.config.hub
         self.network_url = network_url.rstrip("/")
         self.policy_path = policy_path
         self._headers = {"Authorization": f"Bearer {credential}"}
-        self._verify = verify
+        self._ca = ca
         self._http: httpx.AsyncClient | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}  # study id -> its task (one at a time each)
@@ -86,7 +87,7 @@ class HubAgent:
         self._http = httpx.AsyncClient(
             base_url=self.network_url,
             headers=self._headers,
-            verify=self._verify,
+            verify=tls_context(self._ca),
             timeout=httpx.Timeout(10.0, read=POLL_WAIT_S + 15.0),
         )
         self._loop_task = asyncio.create_task(self._pull_forever(), name=f"hub-agent-{self.hub}")

@@ -142,7 +142,7 @@ def _join_network(
         url,
         credential,
         policy_path=policy,
-        verify=str(ca) if ca is not None else True,
+        ca=ca,
     )
     attach_agent(application, agent)  # type: ignore[arg-type]
     console.print(f"hub agent: studies from {url}", highlight=False)

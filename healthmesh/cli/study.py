@@ -26,10 +26,18 @@ TokenOption = Annotated[
 ]
 
 
-def _client(url: str, token: str):  # type: ignore[no-untyped-def]
+CaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca", help="the network's CA certificate (PEM), if not a public one", envvar="HEALTHMESH_NETWORK_CA"
+    ),
+]
+
+
+def _client(url: str, token: str, ca: Path | None):  # type: ignore[no-untyped-def]
     from healthmesh.network.client import NetworkClient
 
-    return NetworkClient(url, token)
+    return NetworkClient(url, token, ca=ca)
 
 
 def _show(study: dict[str, Any]) -> None:
@@ -54,6 +62,7 @@ def submit(
     token: TokenOption,
     kind: Annotated[str, typer.Option("--kind", help="count, characterization, cohort-attrition")],
     purpose: Annotated[str, typer.Option("--purpose", help="why: every hub's admin reads it")],
+    ca: CaOption = None,
     concept: Annotated[list[int], typer.Option("--concept", help="count: a concept id; repeatable")] = [],  # noqa: B006
     cohort: Annotated[
         str | None,
@@ -76,7 +85,7 @@ def submit(
                 raise ConfigError(f"--cohort {cohort}: not JSON ({error})") from None
         else:
             request["builtin"] = cohort
-    with _client(network, token) as client:
+    with _client(network, token, ca) as client:
         study = client.submit(request)
         typer.echo(study["study_id"])
         if wait > 0:
@@ -88,12 +97,13 @@ def status(
     study_id: Annotated[str, typer.Argument(help="the study's id")],
     network: UrlOption,
     token: TokenOption,
+    ca: CaOption = None,
     wait: Annotated[
         float, typer.Option("--wait", min=0, help="wait up to this many seconds for it to finish")
     ] = 0.0,
 ) -> None:
     """Each hub's state of a study, and the network figure so far."""
-    with _client(network, token) as client:
+    with _client(network, token, ca) as client:
         _show(client.wait_finished(study_id, wait) if wait > 0 else client.study(study_id))
 
 
@@ -102,12 +112,13 @@ def results(
     study_id: Annotated[str, typer.Argument(help="the study's id")],
     network: UrlOption,
     token: TokenOption,
+    ca: CaOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="write the JSON here instead of printing it")
     ] = None,
 ) -> None:
     """The study as JSON: each hub's state and released result, and the network figure."""
-    with _client(network, token) as client:
+    with _client(network, token, ca) as client:
         text = json.dumps(client.study(study_id), indent=2)
     if out is None:
         typer.echo(text)
@@ -117,9 +128,9 @@ def results(
 
 
 @app.command("list")
-def list_studies(network: UrlOption, token: TokenOption) -> None:
+def list_studies(network: UrlOption, token: TokenOption, ca: CaOption = None) -> None:
     """Your studies, newest first."""
-    with _client(network, token) as client:
+    with _client(network, token, ca) as client:
         table = Table("study", "kind", "state", "purpose")
         for study in client.studies():
             table.add_row(study["study_id"], study["kind"], study["state"], study["purpose"])

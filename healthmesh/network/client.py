@@ -6,13 +6,22 @@ coordinator's one-line reason; a coordinator that cannot be reached says so, wit
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from healthmesh.errors import AuthError, FederationError
+from healthmesh.errors import AuthError, ConfigError, FederationError
 
-__all__ = ["NetworkClient", "raise_for_answer"]
+__all__ = ["NetworkClient", "raise_for_answer", "tls_context"]
+
+
+def tls_context(ca: Path | str | None) -> ssl.SSLContext:
+    """What HTTPS trusts: the system's CAs, or only ``ca`` (a network's own CA, PEM)."""
+    if ca is not None and not Path(ca).is_file():
+        raise ConfigError(f"no CA certificate at {ca}")
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
 
 
 def raise_for_answer(response: httpx.Response, what: str) -> Any:
@@ -30,10 +39,15 @@ def raise_for_answer(response: httpx.Response, what: str) -> Any:
 class NetworkClient:
     """Calls the coordinator at ``url`` with a researcher's ``token``."""
 
-    def __init__(self, url: str, token: str, *, timeout_s: float = 40.0, verify: bool | str = True) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout_s: float = 40.0, ca: Path | str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s, verify=verify
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+            verify=tls_context(ca),
         )
 
     def close(self) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 
 from healthmesh.errors import ConfigError
+from healthmesh.federation.tls import make_self_signed_tls
+from healthmesh.network.client import tls_context
 from healthmesh.network.store import NetworkStore
 
 __all__ = ["LiveNetwork", "ServedProcess", "start_live_network", "wait_until_up"]
@@ -31,6 +33,7 @@ class ServedProcess:
     log: Path
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    ca: Path | None = None  # the CA its HTTPS certificate is checked with (None: plain HTTP)
 
     def restart(self, timeout_s: float = 90.0) -> None:
         """Stop the process and start it again with the same command (same port, same files)."""
@@ -57,6 +60,7 @@ class LiveNetwork:
     hub_dbs: dict[str, Path]
     store_path: Path
     researchers: dict[str, str] = field(default_factory=dict)
+    ca: Path | None = None  # the network's own CA (the coordinator serves HTTPS with a certificate it signed)
 
     def stop(self) -> None:
         for hub in self.hubs.values():
@@ -94,7 +98,10 @@ def wait_until_up(served: Sequence[ServedProcess], timeout_s: float = 90.0) -> N
                 last = (item.log.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
                 raise ConfigError(f"{item.name} exited with code {item.process.returncode}: {last}")
             try:
-                if httpx.get(f"{item.url}/health", timeout=1.0).status_code == 200:
+                if (
+                    httpx.get(f"{item.url}/health", timeout=1.0, verify=tls_context(item.ca)).status_code
+                    == 200
+                ):
                     pending.remove(item)
             except httpx.HTTPError:
                 pass
@@ -113,9 +120,13 @@ def start_live_network(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     timeout_s: float = 90.0,
+    tls: bool = True,
 ) -> LiveNetwork:
     """Register ``hub_dbs`` (name: database) and ``researchers`` in a new coordinator, start it and
     one ``hub serve --network`` per hub (``policies``: a hub's policy file), and wait until all answer.
+
+    With ``tls`` the coordinator serves HTTPS with a certificate of a CA made for this network
+    (``LiveNetwork.ca``), and the hubs check it with that CA (``--network-ca``).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -134,14 +145,20 @@ def start_live_network(
     python = [sys.executable, "-m", "healthmesh"]
     port = _free_port(host)
     serve = [*python, "network", "serve", "--db", str(store_path), "--port", str(port), "--host", host]
+    ca = None
+    if tls:
+        files = make_self_signed_tls(workdir / "tls", hosts=(host, "localhost"))
+        serve += ["--ssl-certfile", str(files.server_cert), "--ssl-keyfile", str(files.server_key)]
+        ca = files.ca_cert
     log = workdir / "coordinator.log"
     coordinator = ServedProcess(
         "the coordinator",
-        f"http://{host}:{port}",
+        f"{'https' if tls else 'http'}://{host}:{port}",
         _spawn("coordinator", serve, log, base_env),
         log,
         serve,
         base_env,
+        ca,
     )
     hubs: dict[str, ServedProcess] = {}
     try:
@@ -157,6 +174,8 @@ def start_live_network(
                 "--port", str(hub_ports[name]), "--network", coordinator.url,
                 "--network-credential-file", str(credential_file),
             ]  # fmt: skip
+            if ca is not None:
+                command += ["--network-ca", str(ca)]
             if policies and name in policies:
                 command += ["--policy", str(policies[name])]
             log = folder / "service.log"
@@ -173,4 +192,4 @@ def start_live_network(
         for served in (*hubs.values(), coordinator):
             served.stop()
         raise
-    return LiveNetwork(coordinator, hubs, dict(hub_dbs), store_path, tokens)
+    return LiveNetwork(coordinator, hubs, dict(hub_dbs), store_path, tokens, ca)

@@ -25,7 +25,7 @@ from healthmesh.cli import app
 from healthmesh.config import Settings, hub_keys
 from healthmesh.errors import FederationError
 from healthmesh.federation.cdm_tasks import hub_concept_counts
-from healthmesh.network.client import NetworkClient
+from healthmesh.network.client import NetworkClient, tls_context
 from healthmesh.network.launch import LiveNetwork
 from healthmesh.privacy.release import Release
 
@@ -40,7 +40,7 @@ def _hub_keys_from_files(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def researcher(live: LiveNetwork, name: str = "alice") -> NetworkClient:
-    return NetworkClient(live.coordinator.url, live.researchers[name])
+    return NetworkClient(live.coordinator.url, live.researchers[name], ca=live.ca)
 
 
 def admin(live: LiveNetwork, hub: str) -> dict[str, str]:
@@ -161,7 +161,7 @@ def test_a_held_study_is_approved_at_one_hub_and_refused_at_another(
     assert again.exit_code != 0 and "cannot become approved" in str(again.exception)
     # The results are downloadable as JSON.
     out = tmp_path / "results.json"
-    token = ["--network", live.coordinator.url, "--token", live.researchers["alice"]]
+    token = ["--network", live.coordinator.url, "--token", live.researchers["alice"], "--ca", str(live.ca)]
     downloaded = runner.invoke(app, ["study", "results", study_id, *token, "--out", str(out)])
     assert downloaded.exit_code == 0, downloaded.output
     assert json.loads(out.read_text())["hubs"]["gyeonggi"]["result"] == study["hubs"]["gyeonggi"]["result"]
@@ -196,7 +196,9 @@ def test_a_researcher_sees_only_their_own_studies(live: LiveNetwork) -> None:
         assert study_id in {s["study_id"] for s in alice.studies()}
     # A researcher's token does not open the hubs' routes.
     response = httpx.get(
-        f"{live.coordinator.url}/hub/studies", headers={"Authorization": f"Bearer {live.researchers['bob']}"}
+        f"{live.coordinator.url}/hub/studies",
+        headers={"Authorization": f"Bearer {live.researchers['bob']}"},
+        verify=tls_context(live.ca),
     )
     assert response.status_code == 403
 
@@ -217,7 +219,9 @@ def test_only_the_addressed_hub_with_its_own_credential_can_post_a_result(live: 
     forged = {"result": {"persons": 1_000_000}}
 
     def post(token: str) -> httpx.Response:
-        return httpx.post(url, json=forged, headers={"Authorization": f"Bearer {token}"})
+        return httpx.post(
+            url, json=forged, headers={"Authorization": f"Bearer {token}"}, verify=tls_context(live.ca)
+        )
 
     assert post("hmh_" + "x" * 43).status_code == 401  # a wrong credential
     assert post(live.researchers["alice"]).status_code == 403  # not a hub
@@ -247,6 +251,7 @@ def test_bad_requests_get_one_line_reasons(live: LiveNetwork) -> None:
             **os.environ,
             "HEALTHMESH_NETWORK_URL": live.coordinator.url,
             "HEALTHMESH_NETWORK_TOKEN": live.researchers["bob"],
+            "HEALTHMESH_NETWORK_CA": str(live.ca),
         },
         capture_output=True,
         text=True,
