@@ -163,8 +163,17 @@ class HubAgent:
     # -- deciding and answering ------------------------------------------------------------------
 
     async def consider(self, study: dict[str, Any]) -> None:
-        """What the policy says of a study just delivered: refuse, hold for the admin, or run."""
+        """What the policy says of a study just delivered: refuse, hold for the admin, or run.
+
+        A study this hub had approved or started before it stopped (delivered again, with its state)
+        is run again: every kind is a read of the hub's data, so running it twice changes nothing.
+        """
         study_id = study["study_id"]
+        if study.get("state") in ("approved", "running"):
+            if study["state"] == "approved":
+                await self._report(study_id, "running")
+            await self.execute(study)
+            return
         try:
             policy = self.policy()
             decision = policy.study_decision(study["kind"])

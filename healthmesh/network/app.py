@@ -33,6 +33,7 @@ __all__ = ["MAX_RESULT_BYTES", "MAX_WAIT_S", "create_network_app"]
 
 MAX_WAIT_S = 30.0  # the longest a long-poll is held open
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a hub's released result (a characterization is the largest)
+EXPIRY_CHECK_S = 0.5
 
 
 class Signals:
@@ -113,9 +114,18 @@ def create_network_app(db_path: Path | str) -> FastAPI:
     store = NetworkStore(db_path)
     signals = Signals()
 
+    async def expire_overdue() -> None:
+        # Deadlines pass without a request to notice them: a second's resolution is plenty.
+        while True:
+            for study_id in store.expire():
+                signals.fire(f"study:{study_id}")
+            await asyncio.sleep(EXPIRY_CHECK_S)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(expire_overdue())
         yield
+        expiry.cancel()
         store.close()
 
     app = FastAPI(
@@ -158,7 +168,7 @@ def create_network_app(db_path: Path | str) -> FastAPI:
         try:
             body.check_cohort()
             hubs = body.hubs or [h["name"] for h in store.hubs()]
-            study_id = store.submit(who.name, body.purpose, body.kind, body.spec(), hubs)
+            study_id = store.submit(who.name, body.purpose, body.kind, body.spec(), hubs, body.deadline_s)
         except (CohortError, FederationError) as error:
             raise HTTPException(422, str(error)) from None
         for name in hubs:

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS studies (
     study_id TEXT PRIMARY KEY, researcher TEXT NOT NULL REFERENCES researchers(name),
     purpose TEXT NOT NULL, kind TEXT NOT NULL, spec TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('open', 'finished')),
-    created_at REAL NOT NULL, finished_at REAL
+    created_at REAL NOT NULL, finished_at REAL, deadline REAL
 );
 CREATE TABLE IF NOT EXISTS study_hubs (
     study_id TEXT NOT NULL REFERENCES studies(study_id), hub TEXT NOT NULL REFERENCES hubs(name),
@@ -196,9 +196,18 @@ class NetworkStore:
     # -- studies (researchers) -------------------------------------------------------------------
 
     def submit(
-        self, researcher: str, purpose: str, kind: str, spec: Mapping[str, Any], hubs: list[str]
+        self,
+        researcher: str,
+        purpose: str,
+        kind: str,
+        spec: Mapping[str, Any],
+        hubs: list[str],
+        deadline_s: float | None = None,
     ) -> str:
-        """Record a study addressed to ``hubs`` (each waiting); returns its id."""
+        """Record a study addressed to ``hubs`` (each waiting); returns its id.
+
+        With ``deadline_s``, the parts of hubs that have not answered by then fail (``expire``).
+        """
         known = {h["name"] for h in self.hubs()}
         unknown = [h for h in hubs if h not in known]
         if unknown:
@@ -211,9 +220,17 @@ class NetworkStore:
         now = _now()
         with self._tx() as con:
             con.execute(
-                "INSERT INTO studies (study_id, researcher, purpose, kind, spec, state, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'open', ?)",
-                (study_id, researcher, purpose, kind, json.dumps(dict(spec)), now),
+                "INSERT INTO studies (study_id, researcher, purpose, kind, spec, state, created_at, deadline) "
+                "VALUES (?, ?, ?, ?, ?, 'open', ?, ?)",
+                (
+                    study_id,
+                    researcher,
+                    purpose,
+                    kind,
+                    json.dumps(dict(spec)),
+                    now,
+                    now + deadline_s if deadline_s is not None else None,
+                ),  # fmt: skip
             )
             con.executemany(
                 "INSERT INTO study_hubs (study_id, hub, state, updated_at) VALUES (?, ?, 'waiting', ?)",
@@ -224,7 +241,7 @@ class NetworkStore:
     def study(self, study_id: str, researcher: str | None = None) -> dict[str, Any]:
         """The study as its researcher sees it (``researcher`` None: any, for the coordinator itself)."""
         row = self._con.execute(
-            "SELECT study_id, researcher, purpose, kind, spec, state, created_at, finished_at FROM studies "
+            "SELECT study_id, researcher, purpose, kind, spec, state, created_at, finished_at, deadline FROM studies "
             "WHERE study_id = ?",
             (study_id,),
         ).fetchone()
@@ -237,6 +254,7 @@ class NetworkStore:
         return {
             "study_id": row[0], "researcher": row[1], "purpose": row[2], "kind": row[3],
             "spec": json.loads(row[4]), "state": row[5], "created_at": row[6], "finished_at": row[7],
+            "deadline": row[8],
             "hubs": {
                 p[0]: {"state": p[1], "note": p[2], "updated_at": p[4],
                        "result": json.loads(p[3]) if p[3] else None}
@@ -257,11 +275,16 @@ class NetworkStore:
     # -- a hub's side ------------------------------------------------------------------------------
 
     def deliver(self, hub: str, again: bool = False) -> list[dict[str, Any]]:
-        """Studies waiting at ``hub`` not yet handed to it (``again``: every waiting one), marked handed."""
+        """Studies waiting at ``hub`` not yet handed to it, marked handed.
+
+        ``again`` (a hub starting, or back after an outage): every part of ``hub`` not ended, waiting,
+        approved or running, each with its state, so that a hub that died mid-study finishes it.
+        """
+        states = "('waiting', 'approved', 'running')" if again else "('waiting')"
         with self._tx() as con:
             rows = con.execute(
-                "SELECT s.study_id, s.researcher, s.purpose, s.kind, s.spec, h.note FROM study_hubs h "
-                "JOIN studies s USING (study_id) WHERE h.hub = ? AND h.state = 'waiting' "
+                "SELECT s.study_id, s.researcher, s.purpose, s.kind, s.spec, h.note, h.state FROM study_hubs h "
+                f"JOIN studies s USING (study_id) WHERE h.hub = ? AND h.state IN {states} "
                 + ("" if again else "AND h.delivered = 0 ")
                 + "ORDER BY s.created_at",
                 (hub,),
@@ -270,7 +293,7 @@ class NetworkStore:
                 "UPDATE study_hubs SET delivered = 1 WHERE study_id = ? AND hub = ?",
                 [(r[0], hub) for r in rows],
             )
-        return [self._hub_view(r) for r in rows]
+        return [{**self._hub_view(r[:6]), "state": r[6]} for r in rows]
 
     def waiting_at(self, hub: str) -> list[dict[str, Any]]:
         """Every study waiting at ``hub`` (what its admin is asked about), without marking anything."""
@@ -297,6 +320,29 @@ class NetworkStore:
             "study_id": row[0], "researcher": row[1], "purpose": row[2], "kind": row[3],
             "spec": json.loads(row[4]), "note": row[5],
         }  # fmt: skip
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Fail every part not ended of a study past its deadline and finish those studies; their ids."""
+        now = _now() if now is None else now
+        with self._tx() as con:
+            overdue = [
+                str(r[0])
+                for r in con.execute(
+                    "SELECT study_id FROM studies WHERE state = 'open' AND deadline IS NOT NULL AND deadline <= ?",
+                    (now,),
+                ).fetchall()
+            ]
+            for study_id in overdue:
+                con.execute(
+                    "UPDATE study_hubs SET state = 'failed', note = 'no answer by the study''s deadline', "
+                    "updated_at = ? WHERE study_id = ? AND state NOT IN ('done', 'refused', 'failed')",
+                    (now, study_id),
+                )
+                con.execute(
+                    "UPDATE studies SET state = 'finished', finished_at = ? WHERE study_id = ?",
+                    (now, study_id),
+                )
+        return overdue
 
     def transition(
         self,

@@ -40,6 +40,12 @@ class StudyRequest(BaseModel):
     task: str | None = Field(default=None, max_length=100, description="train/validate: the risk task")
     strategy: str | None = Field(default=None, max_length=40)
     rounds: int | None = Field(default=None, ge=1, le=100)
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="after this many seconds the study finishes with the hubs that answered; the others fail",
+    )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> StudyRequest:

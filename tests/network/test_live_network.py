@@ -185,6 +185,23 @@ def test_a_cohort_attrition_waits_where_the_policy_says(live: LiveNetwork) -> No
     assert [s["step"] for s in study["network"]["attrition"]] == [s["step"] for s in steps]
 
 
+def test_a_study_with_a_deadline_finishes_without_the_hubs_that_did_not_answer(live: LiveNetwork) -> None:
+    with researcher(live) as client:
+        study_id = client.submit(
+            {
+                "kind": "characterization",
+                "purpose": "quick look",
+                "hubs": ["busan", "gwangju"],
+                "deadline_s": 2,
+            }
+        )["study_id"]
+        study = client.wait_finished(study_id, 20)
+    assert study["state"] == "finished"
+    assert states(study) == {"busan": "failed", "gwangju": "refused"}  # busan held it past the deadline
+    assert "deadline" in study["hubs"]["busan"]["note"]
+    assert study["network"]["missing"] == ["busan", "gwangju"]
+
+
 def test_a_researcher_sees_only_their_own_studies(live: LiveNetwork) -> None:
     with researcher(live, "alice") as alice, researcher(live, "bob") as bob:
         study_id = alice.submit(
@@ -322,3 +339,23 @@ def test_hubs_serve_without_the_coordinator_and_rejoin_when_it_is_back(live: Liv
         )["study_id"]
         study = client.wait_finished(study_id, 30)
     assert states(study) == dict.fromkeys(HUBS, "done")
+
+
+def test_a_hub_killed_mid_study_finishes_it_when_it_comes_back(live: LiveNetwork) -> None:
+    with researcher(live) as client:
+        study_id = client.submit(
+            {"kind": "characterization", "purpose": "survives a crash", "hubs": ["busan"]}
+        )["study_id"]
+        wait_for(lambda s: s["hubs"]["busan"]["note"], client, study_id)
+        approved = httpx.post(
+            f"{live.hubs['busan'].url}/network/studies/{study_id}/approve", headers=admin(live, "busan")
+        )
+        assert approved.status_code == 200, approved.text
+        live.hubs["busan"].process.kill()  # SIGKILL while it computes
+        live.hubs["busan"].process.wait()
+        assert client.study(study_id)["hubs"]["busan"]["state"] in ("approved", "running")
+        live.hubs["busan"].restart()
+        study = client.wait_finished(study_id, 60)
+    assert states(study) == {"busan": "done"}
+    assert study["hubs"]["busan"]["result"]["analyses"]
+    assert [e["status"] for e in audit_of(live, "busan", study_id)] == [200]

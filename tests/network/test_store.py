@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -69,8 +70,25 @@ def test_delivery_hands_a_study_once_unless_asked_again(store: NetworkStore) -> 
     assert store.deliver("a") == []
     assert [s["study_id"] for s in store.deliver("a", again=True)] == [study_id]
     store.transition(study_id, "a", "running")
+    # A hub that starts again is handed what it had started too, with the state it had reached.
+    assert [(s["study_id"], s["state"]) for s in store.deliver("a", again=True)] == [(study_id, "running")]
+    store.transition(study_id, "a", "done", result={"persons": 7})
     assert store.deliver("a", again=True) == []
     assert [s["study_id"] for s in store.waiting_at("b")] == [study_id]
+
+
+def test_past_its_deadline_a_study_finishes_with_the_hubs_that_answered(store: NetworkStore) -> None:
+    study_id = store.submit("alice", "purpose", "count", {"concept_ids": [1]}, ["a", "b"], deadline_s=60)
+    store.transition(study_id, "a", "running")
+    store.transition(study_id, "a", "done", result={"persons": 9})
+    assert store.expire(time.time() + 30) == []
+    assert store.expire(time.time() + 61) == [study_id]
+    study = store.study(study_id)
+    assert study["state"] == "finished"
+    assert study["hubs"]["b"]["state"] == "failed" and "deadline" in study["hubs"]["b"]["note"]
+    assert study["hubs"]["a"]["result"] == {"persons": 9}
+    with pytest.raises(StudyConflict):
+        store.transition(study_id, "b", "running")  # too late: the part has ended
 
 
 def test_two_racing_decisions_on_one_study_cannot_both_win(tmp_path: Path, store: NetworkStore) -> None:
