@@ -72,9 +72,15 @@ def submit(
     wait: Annotated[
         float, typer.Option("--wait", min=0, help="wait up to this many seconds for the answers")
     ] = 0.0,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline", min=1, help="seconds; then the study finishes with the hubs that answered"
+        ),
+    ] = None,
 ) -> None:
     """Submit a study; prints its id (and, with --wait, its state and results)."""
-    request: dict[str, Any] = {"kind": kind, "purpose": purpose, "hubs": hub or None}
+    request: dict[str, Any] = {"kind": kind, "purpose": purpose, "hubs": hub or None, "deadline_s": deadline}
     if concept:
         request["concept_ids"] = concept
     if cohort is not None:

@@ -170,10 +170,14 @@ def test_a_held_study_is_approved_at_one_hub_and_refused_at_another(
 
 
 def test_a_cohort_attrition_waits_where_the_policy_says(live: LiveNetwork) -> None:
+    submitted = CliRunner().invoke(
+        app,
+        ["study", "submit", "--kind", "cohort-attrition", "--cohort", "type-2-diabetes", "--purpose", "attrition",
+         "--network", live.coordinator.url, "--token", live.researchers["alice"], "--ca", str(live.ca)],
+    )  # fmt: skip
+    assert submitted.exit_code == 0, submitted.output
+    study_id = submitted.output.split()[0]
     with researcher(live) as client:
-        study_id = client.submit(
-            {"kind": "cohort-attrition", "purpose": "attrition", "builtin": "type-2-diabetes"}
-        )["study_id"]
         study = wait_for(
             lambda s: s["hubs"]["busan"]["note"] and s["hubs"]["gyeonggi"]["state"] == "done",
             client,
