@@ -8,7 +8,7 @@ each check still states its own standalone SQL in the report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from healthmesh.cdm import Field, cdm_tables
 from healthmesh.cdm.database import HubDatabase
@@ -92,7 +92,7 @@ class Check:
         target = f"{self.table}.{self.field}" if self.field else self.table
         return f"{self.check}:{target}" + (f":{self.label}" if self.label else "")
 
-    @property
+    @cached_property  # read a dozen times per check by the runner
     def base_table(self) -> str | None:
         """The table the source scans, when the source is a plain table (not a subquery)."""
         first = self.source.split()[0]
