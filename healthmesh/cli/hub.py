@@ -87,6 +87,8 @@ def serve(
 
     from healthmesh.api import config_from_settings, create_app
 
+    if network is None and (network_credential_file is not None or network_ca is not None):
+        raise ConfigError("--network-credential-file and --network-ca need --network URL")
     if not str(db).startswith("postgresql:") and not db.exists():
         raise ConfigError(
             f"no hub database at {db}; create one with `healthmesh cdm init --db {db}` or ingest"
@@ -99,11 +101,18 @@ def serve(
     for tls_file in (ssl_certfile, ssl_keyfile):
         if tls_file is not None and not tls_file.is_file():
             raise ConfigError(f"no TLS file at {tls_file}")
+    credential = (
+        _network_credential(network, network_credential_file, network_ca, policy) if network else None
+    )
     application = create_app(config)
-    if network is not None:
-        _join_network(application, network, network_credential_file, network_ca, policy)
-    elif network_credential_file is not None or network_ca is not None:
-        raise ConfigError("--network-credential-file and --network-ca need --network URL")
+    if network is not None and credential is not None:
+        from healthmesh.api.agent import HubAgent, attach_agent
+
+        attach_agent(
+            application,
+            HubAgent(application.state.hub, network, credential, policy_path=policy, ca=network_ca),
+        )
+        console.print(f"hub agent: studies from {network}", highlight=False)
     scheme = "https" if ssl_certfile else "http"
     console.print(
         f"hub {hub}: {scheme}://{host}:{port} (OpenAPI at /docs); tokens at POST /token", highlight=False
@@ -115,11 +124,8 @@ def serve(
     )  # fmt: skip
 
 
-def _join_network(
-    application: object, url: str, credential_file: Path | None, ca: Path | None, policy: Path | None
-) -> None:
-    """Attach the hub agent (``healthmesh.api.agent``) that pulls the network's studies."""
-    from healthmesh.api.agent import HubAgent, attach_agent
+def _network_credential(url: str, credential_file: Path | None, ca: Path | None, policy: Path | None) -> str:
+    """The hub's network credential, once the --network options are checked (before anything opens)."""
     from healthmesh.policy import load_policy
 
     credential = os.environ.get("HEALTHMESH_NETWORK_CREDENTIAL", "")
@@ -137,15 +143,7 @@ def _join_network(
     if ca is not None and not ca.is_file():
         raise ConfigError(f"--network-ca: no file at {ca}")
     load_policy(policy)  # a bad policy file: one line now, not a failure at the first study
-    agent = HubAgent(
-        application.state.hub,  # type: ignore[attr-defined]
-        url,
-        credential,
-        policy_path=policy,
-        ca=ca,
-    )
-    attach_agent(application, agent)  # type: ignore[arg-type]
-    console.print(f"hub agent: studies from {url}", highlight=False)
+    return credential
 
 
 def _admin_call(
