@@ -7,6 +7,7 @@ each check still states its own standalone SQL in the report.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, cached_property
 
@@ -326,17 +327,39 @@ def _temporal_checks(table: str, fields: list[Field], th: Thresholds) -> list[Ch
     return out
 
 
-def _concept_ids(db: HubDatabase, vocabulary: str, code: str) -> list[int]:
-    rows = db.rows(
-        "SELECT concept_id FROM concept WHERE vocabulary_id = ? AND concept_code = ?", [vocabulary, code]
-    )
-    return [int(r[0]) for r in rows]
+def _concept_ids(db: HubDatabase, codes: set[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
+    """The concept ids of (vocabulary, code) pairs, in one query (one per pair cost 1-2 ms each)."""
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    if codes:
+        wanted = sorted({code for _, code in codes})
+        rows = db.rows(
+            "SELECT vocabulary_id, concept_code, concept_id FROM concept"
+            f" WHERE concept_code IN ({', '.join('?' for _ in wanted)})",
+            wanted,
+        )
+        for vocabulary, code, concept_id in rows:
+            if (vocabulary, code) in codes:
+                found[(vocabulary, code)].append(int(concept_id))
+    return found
 
 
 def _concept_checks(db: HubDatabase, th: Thresholds) -> list[Check]:
     out: list[Check] = []
+    codes = {(r.vocabulary, r.code) for r in th.measurement_ranges}
+    codes |= {(c.vocabulary, c.code) for c in th.sex_specific_conditions}
+    concept_ids = _concept_ids(db, codes)
+    ancestors = sorted(
+        {i for c in th.sex_specific_conditions for i in concept_ids.get((c.vocabulary, c.code), [])}
+    )
+    descendants: dict[int, list[int]] = defaultdict(list)
+    if ancestors:
+        for ancestor, descendant in db.rows(
+            "SELECT ancestor_concept_id, descendant_concept_id FROM concept_ancestor"
+            f" WHERE ancestor_concept_id IN ({_ids(ancestors)})"
+        ):
+            descendants[int(ancestor)].append(int(descendant))
     for rng in th.measurement_ranges:
-        ids = _concept_ids(db, rng.vocabulary, rng.code)
+        ids = concept_ids.get((rng.vocabulary, rng.code), [])
         if not ids:
             continue
         label = f"{rng.vocabulary} {rng.code} {rng.name}"
@@ -358,14 +381,11 @@ def _concept_checks(db: HubDatabase, th: Thresholds) -> list[Check]:
                 )
             )
     for cond in th.sex_specific_conditions:
-        ids = _concept_ids(db, cond.vocabulary, cond.code)
+        ids = concept_ids.get((cond.vocabulary, cond.code), [])
         if not ids:
             continue
         # The concept and its descendants, listed: a literal list filters far faster than a subquery.
-        descendants = db.rows(
-            f"SELECT descendant_concept_id FROM concept_ancestor WHERE ancestor_concept_id IN ({_ids(ids)})"
-        )
-        concepts = f"t.condition_concept_id IN ({_ids(ids + [int(r[0]) for r in descendants])})"
+        concepts = f"t.condition_concept_id IN ({_ids(ids + [d for i in ids for d in descendants[i]])})"
         out.append(
             Check(
                 "plausibleGender",
@@ -383,34 +403,52 @@ def _concept_checks(db: HubDatabase, th: Thresholds) -> list[Check]:
     return out
 
 
-def _source_vocabulary_checks(
-    db: HubDatabase, table: str, fields: list[Field], th: Thresholds
-) -> list[Check]:
-    """Share of concept id 0 per source vocabulary, for each concept field paired with a source concept."""
+def _vocabulary_pairs(table: str, fields: list[Field]) -> list[tuple[str, str]]:
+    """(concept field, its source concept field) of a table, for ``unmappedBySourceVocabulary``."""
     names = {f.name for f in fields}
-    out: list[Check] = []
+    pairs = []
     for f in fields:
         if not f.name.endswith("_concept_id") or "source" in f.name or not f.required:
             continue
         source_field = f.name.replace("_concept_id", "_source_concept_id")
-        if source_field not in names:
-            continue
+        if source_field in names:
+            pairs.append((f.name, source_field))
+    return pairs
+
+
+def _source_vocabularies(db: HubDatabase, fields: list[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """The vocabularies of each (table, source concept field)'s distinct values, in one query."""
+    if not fields:
+        return {}
+    parts = [
+        # the field's distinct values joined, not every row
+        f"SELECT '{table}' AS t_name, '{field}' AS f_name, coalesce(c.vocabulary_id, 'unknown') AS vocabulary"
+        f' FROM (SELECT DISTINCT "{field}" FROM {table}) t LEFT JOIN concept c ON c.concept_id = t."{field}"'
+        for table, field in fields
+    ]
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for table, field, vocabulary in db.rows(f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) v"):
+        found[(str(table), str(field))].append(str(vocabulary))
+    return found
+
+
+def _source_vocabulary_checks(
+    table: str, pairs: list[tuple[str, str]], vocabularies: dict[tuple[str, str], list[str]], th: Thresholds
+) -> list[Check]:
+    """Share of concept id 0 per source vocabulary, for each concept field paired with a source concept."""
+    out: list[Check] = []
+    for field, source_field in pairs:
         join = concept_join(source_field)
         sc = f"c_{source_field}"
-        vocabularies = db.rows(
-            # the field's distinct values joined, not every row
-            f"SELECT DISTINCT coalesce({sc}.vocabulary_id, 'unknown')"
-            f' FROM (SELECT DISTINCT "{source_field}" FROM {table}) t {join}'
-        )
-        for (vocabulary,) in sorted(vocabularies):
+        for vocabulary in sorted(vocabularies.get((table, source_field), [])):
             out.append(
                 Check(
                     "unmappedBySourceVocabulary",
                     table,
-                    f.name,
-                    th.threshold("unmappedBySourceVocabulary", table, f.name),
+                    field,
+                    th.threshold("unmappedBySourceVocabulary", table, field),
                     f"{table} t",
-                    f"t.{f.name} = 0",
+                    f"t.{field} = 0",
                     f"coalesce({sc}.vocabulary_id, 'unknown') = '{vocabulary}'",
                     label=str(vocabulary),
                     joins=(join,),
@@ -452,13 +490,17 @@ def _table_checks(th: Thresholds) -> list[Check]:
 def build_checks(db: HubDatabase, th: Thresholds, present: dict[str, set[str]]) -> list[Check]:
     """All row-level checks for the tables ``present`` (table -> its columns) in the hub."""
     checks: list[Check] = []
-    for table, fields in cdm_tables().items():
-        if table in _NOT_ROW_CHECKED or table not in present:
-            continue
-        existing = [f for f in fields if f.name in present[table]]
+    tables = {
+        table: [f for f in fields if f.name in present[table]]
+        for table, fields in cdm_tables().items()
+        if table not in _NOT_ROW_CHECKED and table in present
+    }
+    pairs = {table: _vocabulary_pairs(table, fields) for table, fields in tables.items()}
+    vocabularies = _source_vocabularies(db, [(t, source) for t, ps in pairs.items() for _, source in ps])
+    for table, existing in tables.items():
         checks += _field_checks(table, existing, th)
         checks += _temporal_checks(table, existing, th)
-        checks += _source_vocabulary_checks(db, table, existing, th)
+        checks += _source_vocabulary_checks(table, pairs[table], vocabularies, th)
     checks += _concept_checks(db, th)
     checks += _table_checks(th)
     return checks
