@@ -78,15 +78,15 @@ class _Node:
     def accessor(self, sql: str, steps: list[str | int]) -> str:
         """SQL reading ``steps`` below this node, whose value is ``sql``."""
         if self.mixed:
-            rest = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
-            return f"json_extract_string({sql}, {_sql_str('$' + rest)})"
+            path = "$" + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
+            return f"json_extract_string({sql}, {_sql_str(path)})"
         if not steps:
             return sql
-        step, rest = steps[0], steps[1:]
+        step, below = steps[0], steps[1:]
         if isinstance(step, int):
             assert self.element is not None
-            return self.element.accessor(f"{sql}[{step + 1}]", rest)  # DuckDB lists are 1-based
-        return self.keys[step].accessor(f"{sql}[{_sql_str(step)}]", rest)
+            return self.element.accessor(f"{sql}[{step + 1}]", below)  # DuckDB lists are 1-based
+        return self.keys[step].accessor(f"{sql}[{_sql_str(step)}]", below)
 
 
 class Shape:
