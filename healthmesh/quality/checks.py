@@ -33,10 +33,11 @@ __all__ = [
 # Vocabulary and results tables are not checked row by row (DQD does the same).
 _NOT_ROW_CHECKED = frozenset(VOCABULARY_TABLES) | {"source_to_concept_map", "cohort", "cohort_definition"}
 
-# Joins shared word for word by our checks and DQD's, so that a batch joins each table once.
+# Joins shared word for word by our checks and DQD's, so that a batch joins each table once. The
+# rows per key (``n``) let the runner answer the table's primary-key check from the same grouping.
 VISIT_JOIN = (
     "LEFT JOIN (SELECT visit_occurrence_id, min(visit_start_date) AS vs,"
-    " max(visit_end_date) AS ve FROM visit_occurrence GROUP BY 1) v"
+    " max(visit_end_date) AS ve, count(*) AS n FROM visit_occurrence GROUP BY 1) v"
     " ON v.visit_occurrence_id = t.visit_occurrence_id"
 )
 DEATH_JOIN = (
@@ -52,8 +53,8 @@ PERSON_JOIN = (
     " min(CASE WHEN year_of_birth BETWEEN 1 AND 9999 THEN make_date(year_of_birth::INTEGER,"
     " CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth::INTEGER ELSE 1 END, 1) END) AS birth_date,"
     " min(coalesce(TRY_CAST(birth_datetime AS DATE), TRY_CAST(concat(year_of_birth, '-',"
-    " coalesce(month_of_birth, 1), '-', coalesce(day_of_birth, 1)) AS DATE))) AS dqd_birth_date"
-    " FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id"
+    " coalesce(month_of_birth, 1), '-', coalesce(day_of_birth, 1)) AS DATE))) AS dqd_birth_date,"
+    " count(*) AS n FROM person GROUP BY person_id) pd ON pd.person_id = t.person_id"
 )
 _PERSON_DATES = (PERSON_JOIN, DEATH_JOIN)
 

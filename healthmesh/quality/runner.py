@@ -317,6 +317,11 @@ def _fewer_joins(c: Check, sizes: dict[str, int], unpopulated: set[tuple[str, st
     return replace(c, joins=tuple(dict.fromkeys(joins)), violating=violating, denominator=denominator)
 
 
+def _primary_key_subquery(table: str, field: str) -> str:
+    """The values of ``field`` held by more than one row, as both sets of checks write it."""
+    return f'SELECT "{field}" FROM {table} GROUP BY 1 HAVING count(*) > 1'
+
+
 def _unpopulated(db: HubDatabase, checks: list[Check], sizes: dict[str, int]) -> set[tuple[str, str]]:
     """(table, field) of the foreign-key fields without any value, in tables with rows.
 
@@ -460,7 +465,17 @@ def _shared_joins(
                 return text
             return f"LEFT JOIN {temps[match.group(1)]} {match.group(2)} ON {match.group(3)}"
 
-        yield [replace(c, joins=tuple(join(j) for j in c.joins)) if c.joins else c for c in checks]
+        def rewritten(c: Check) -> Check:
+            if c.joins:
+                return replace(c, joins=tuple(join(j) for j in c.joins))
+            key = (c.table, c.field or "")
+            if c.check == "isPrimaryKey" and _GROUPED_KEYS.get(key) in temps:
+                # the rows per key of the person or visit grouping: the same keys held more than once
+                duplicated = f'SELECT "{c.field}" FROM {temps[_GROUPED_KEYS[key]]} WHERE n > 1'
+                return replace(c, violating=c.violating.replace(_primary_key_subquery(*key), duplicated))
+            return c
+
+        yield [rewritten(c) for c in checks]
     finally:
         for name in temps.values():
             db.execute(f"DROP TABLE IF EXISTS {name}")

@@ -48,6 +48,9 @@ FAULTS = (
     "UPDATE drug_exposure SET visit_occurrence_id = 987654321 WHERE drug_exposure_id % 3 = 0",
     "UPDATE measurement SET provider_id = 5 WHERE measurement_id % 11 = 0",
     "UPDATE visit_occurrence SET preceding_visit_occurrence_id = visit_occurrence_id + 1",
+    # duplicated keys of the tables whose key grouping the date checks read
+    "INSERT INTO visit_occurrence SELECT * FROM visit_occurrence WHERE person_id IN (2, 3)",
+    "INSERT INTO person SELECT * FROM person WHERE person_id = 5",
 )
 
 
@@ -110,6 +113,18 @@ def test_foreign_keys_count_as_not_in_does(faulty) -> None:
     assert by_field[("measurement", "provider_id")] > 0  # PROVIDER is empty: every provider is unknown
     assert by_field[("drug_exposure", "visit_occurrence_id")] > 0
     assert by_field[("visit_occurrence", "preceding_visit_occurrence_id")] > 0
+
+
+def test_primary_keys_count_as_their_own_query_does(faulty) -> None:
+    """Keys of PERSON and VISIT_OCCURRENCE are counted from the person and visit groupings."""
+    db, report = faulty
+    ours = {r.table: r for r in report.results if r.check == "isPrimaryKey"}
+    dqd = {r.spec.table.lower(): r for r in report.dqd if r.spec.name == "isPrimaryKey"}
+    for table, duplicated in (("visit_occurrence", "person_id IN (2, 3)"), ("person", "person_id = 5")):
+        expected = db.scalar(f"SELECT count(*) FROM {table} WHERE {duplicated}")
+        assert expected > 0
+        assert (ours[table].violating_rows, dqd[table].violating) == (expected, expected)
+        assert tuple(db.rows(ours[table].sql)[0]) == (expected, db.scalar(f"SELECT count(*) FROM {table}"))
 
 
 def test_every_batched_join_count_is_the_checks_own_query(faulty) -> None:
