@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,17 +16,15 @@ import pytest
 
 from healthmesh.cdm import connect
 
-from .fixtures_requests import ServedHub, serve_hub
+from .fixtures_requests import ServedHub
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-@pytest.fixture(scope="module")
-def hub(generated_hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
-    served = serve_hub(tmp_path_factory.mktemp("least-privilege"), generated_hub)
-    yield served
-    log = served.stop()
-    assert "Traceback" not in log, log[-3000:]
+@pytest.fixture
+def hub(served_hub: ServedHub) -> ServedHub:
+    """The session's served hub (conftest): its log is checked for tracebacks when it stops."""
+    return served_hub
 
 
 @pytest.fixture(scope="module")

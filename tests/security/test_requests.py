@@ -13,7 +13,6 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,17 +25,15 @@ from hypothesis import strategies as st
 from healthmesh.api.limits import json_depth, statement_timeout
 from healthmesh.cdm import connect
 
-from .fixtures_requests import ServedHub, serve_hub
+from .fixtures_requests import ServedHub
 
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def hub(generated_hub: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
-    served = serve_hub(tmp_path_factory.mktemp("requests"), generated_hub)
-    yield served
-    log = served.stop()
-    assert "Traceback" not in log, log[-3000:]
+@pytest.fixture
+def hub(served_hub: ServedHub) -> ServedHub:
+    """The session's served hub (conftest): its log is checked for tracebacks when it stops."""
+    return served_hub
 
 
 def raw_post(
