@@ -459,7 +459,7 @@ def _shared_joins(
                 continue  # the queries keep their subquery (and report its error)
             temps[subquery] = name
 
-        def join(text: str) -> str:
+        def materialized(text: str) -> str:
             match = _SUBQUERY_JOIN.fullmatch(text)
             if match is None or match.group(1) not in temps:
                 return text
@@ -467,7 +467,7 @@ def _shared_joins(
 
         def rewritten(c: Check) -> Check:
             if c.joins:
-                return replace(c, joins=tuple(join(j) for j in c.joins))
+                return replace(c, joins=tuple(materialized(j) for j in c.joins))
             key = (c.table, c.field or "")
             if c.check == "isPrimaryKey" and _GROUPED_KEYS.get(key) in temps:
                 # the rows per key of the person or visit grouping: the same keys held more than once
