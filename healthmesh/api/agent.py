@@ -78,7 +78,6 @@ class HubAgent:
         self._http: httpx.AsyncClient | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}  # study id -> its task (one at a time each)
-        self.connected = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -138,11 +137,14 @@ class HubAgent:
                 studies = await self._call(
                     "GET", "/hub/studies", params={"wait": POLL_WAIT_S, "again": again}
                 )
-                self.connected.set()
                 again, pause = False, 0.2
             except CoordinatorAnswer as error:
-                self.connected.clear()
                 log.warning("hub %s: %s; retrying in %.1f s", self.hub, error, pause)
+                await asyncio.sleep(pause)
+                again, pause = True, min(MAX_BACKOFF_S, pause * 2)
+                continue
+            except Exception:  # an answer it cannot read: the hub stays up and asks again
+                log.exception("hub %s: the coordinator's answer could not be read", self.hub)
                 await asyncio.sleep(pause)
                 again, pause = True, min(MAX_BACKOFF_S, pause * 2)
                 continue
