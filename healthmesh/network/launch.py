@@ -118,6 +118,7 @@ def start_live_network(
     researchers: Sequence[str] = ("researcher",),
     policies: Mapping[str, Path] | None = None,
     host: str = "127.0.0.1",
+    hub_hosts: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 90.0,
     tls: bool = True,
@@ -125,6 +126,8 @@ def start_live_network(
     """Register ``hub_dbs`` (name: database) and ``researchers`` in a new coordinator, start it and
     one ``hub serve --network`` per hub (``policies``: a hub's policy file), and wait until all answer.
 
+    ``host`` is the coordinator's address; ``hub_hosts`` gives a hub an address of its own (default
+    ``host``), e.g. distinct loopback addresses, so that nothing depends on sharing one.
     With ``tls`` the coordinator serves HTTPS with a certificate of a CA made for this network
     (``LiveNetwork.ca``), and the hubs check it with that CA (``--network-ca``).
     """
@@ -134,11 +137,12 @@ def start_live_network(
     base_env.update(env or {})
     store_path = workdir / "network.sqlite"
     store = NetworkStore(store_path)
-    hub_ports = {name: _free_port(host) for name in hub_dbs}
+    hub_host = {name: (hub_hosts or {}).get(name, host) for name in hub_dbs}
+    hub_ports = {name: _free_port(hub_host[name]) for name in hub_dbs}
     credentials = {}
     for name in hub_dbs:
         credentials[name] = store.add_hub(
-            name, region=name, role="hub", base_url=f"http://{host}:{hub_ports[name]}"
+            name, region=name, role="hub", base_url=f"http://{hub_host[name]}:{hub_ports[name]}"
         )
     tokens = {name: store.add_researcher(name) for name in researchers}
     store.close()
@@ -170,7 +174,7 @@ def start_live_network(
             credential_file.write_text(credentials[name])
             credential_file.chmod(0o600)
             command = [
-                *python, "hub", "serve", "--hub", name, "--db", str(db), "--host", host,
+                *python, "hub", "serve", "--hub", name, "--db", str(db), "--host", hub_host[name],
                 "--port", str(hub_ports[name]), "--network", coordinator.url,
                 "--network-credential-file", str(credential_file),
             ]  # fmt: skip
@@ -181,7 +185,7 @@ def start_live_network(
             log = folder / "service.log"
             hubs[name] = ServedProcess(
                 f"hub {name}",
-                f"http://{host}:{hub_ports[name]}",
+                f"http://{hub_host[name]}:{hub_ports[name]}",
                 _spawn(name, command, log, base_env),
                 log,
                 command,
