@@ -22,7 +22,7 @@ from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 from starlette.routing import BaseRoute
 
-from healthmesh.api.tokenstate import MAX_TOKEN_TTL_S, TokenState, check_ttl
+from healthmesh.api.tokenstate import MAX_TOKEN_TTL_S, TokenState, TokenStatus, check_ttl
 from healthmesh.errors import ConfigError
 from healthmesh.hubkeys import HubKeys
 
@@ -43,6 +43,10 @@ __all__ = [
 ROLES = ("admin", "clinician", "peer-hub", "public-health", "researcher")
 ALGORITHM = "HS256"
 TOKEN_PATH = "/token"
+# Tokens whose signature and claims were checked, remembered until they expire (a client sends the
+# same token with every request). Only tokens that passed the full check get here: the size bound
+# holds against a caller with many valid tokens, not against forgeries.
+VERIFIED_CACHE_SIZE = 4096
 
 # Declares the bearer scheme in the OpenAPI description (Swagger UI's "Authorize" button).
 bearer_scheme = OAuth2(
@@ -59,6 +63,16 @@ class Client:
     client_id: str
     secret: str
     roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """What a token's full check established, and what must still be checked at each use."""
+
+    generation: int  # the key generation that signed it
+    jti: str
+    expires: int  # its exp claim
+    principal: Principal
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,7 @@ class TokenIssuer:
         self.ttl_s = check_ttl(ttl_s)
         self.state = state if state is not None else TokenState(None)
         self._key_cache: tuple[int, bytes] | None = None
+        self._verified: dict[str, _Verified] = {}
 
     def signing_key(self, generation: int) -> bytes:
         cached = self._key_cache
@@ -155,8 +170,32 @@ class TokenIssuer:
         return client
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; HTTP 401 otherwise."""
+        """The principal of a valid token; HTTP 401 otherwise.
+
+        A token seen before skips the signature and claim checks (they cannot have changed: the
+        token is the same string), not the ones that can change: the key generation (rotation),
+        the revocation list and the expiry are checked at every use.
+        """
         current = self.state.current()
+        seen = self._verified.get(token)
+        if (
+            seen is not None
+            and seen.generation == current.generation
+            and seen.jti not in current.revoked
+            and time.time() < seen.expires
+        ):
+            return seen.principal
+        # Not seen, or no longer valid: the full check, which also gives the reason for a refusal.
+        principal, claims = self._check(token, current)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = _Verified(
+            current.generation, str(claims["jti"]), int(claims["exp"]), principal
+        )
+        return principal
+
+    def _check(self, token: str, current: TokenStatus) -> tuple[Principal, dict[str, Any]]:
+        """Signature, key generation, issuer, claims, revocation and lifetime of ``token``."""
         try:
             # Only the current generation's key is tried: a token of a retired key fails its signature.
             decoded = jwt.decode_complete(
@@ -177,7 +216,7 @@ class TokenIssuer:
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise _unauthorized("invalid token: no roles claim")
-        return Principal(str(claims["sub"]), tuple(roles))
+        return Principal(str(claims["sub"]), tuple(roles)), claims
 
 
 def _unauthorized(reason: str) -> HTTPException:

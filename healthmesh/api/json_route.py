@@ -11,6 +11,8 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from healthmesh.api.limits import BODY_SCOPE_KEY
+
 __all__ = ["JsonRoute"]
 
 
@@ -34,6 +36,10 @@ class JsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
-            return await handler(_OrjsonRequest(request.scope, request.receive))
+            ours = _OrjsonRequest(request.scope, request.receive)
+            body = request.scope.get(BODY_SCOPE_KEY)
+            if body is not None:  # the request guard read it whole: no second gathering (and copy)
+                ours._body = body
+            return await handler(ours)
 
         return handle

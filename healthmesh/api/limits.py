@@ -36,6 +36,7 @@ from healthmesh.cdm import HubDatabase
 from healthmesh.errors import CDMError
 
 __all__ = [
+    "BODY_SCOPE_KEY",
     "DEFAULT_BODY_LIMIT",
     "MAX_JSON_DEPTH",
     "STATEMENT_TIMEOUT_S",
@@ -61,6 +62,9 @@ _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'{}[]"')
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _PASSES_UP_TO = 64 * 1024  # brackets; beyond, a vectorised pass (linear in the size, whatever the depth)
+# Where the guard leaves the body it read, for the route to take as it is (``JsonRoute``) rather than
+# gather it again from the replayed message (Starlette's ``Request.body`` copies it).
+BODY_SCOPE_KEY = "healthmesh.body"
 
 
 def body_limit(path: str) -> int:
@@ -178,6 +182,7 @@ class RequestGuard:
             return
         if closed:  # the client went away before its body arrived: nothing to answer
             return
+        scope[BODY_SCOPE_KEY] = body
         if path == self.token_path:
             client = _token_client(scope, body)
             if client is not None:
@@ -226,11 +231,19 @@ class RequestGuard:
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         content_type = (_header(scope, b"content-type") or b"").lower()
-        if body and not content_type.startswith(_FORM_TYPES):
+        # A body with no more opening brackets than the limit cannot nest deeper (most bodies but Bundles).
+        if body and not content_type.startswith(_FORM_TYPES) and _openings(body) > MAX_JSON_DEPTH:
             depth = json_depth(body)
             if depth > MAX_JSON_DEPTH:
                 raise _Refusal(413, f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH}")
         return body, False
+
+
+def _openings(body: bytes) -> int:
+    """Opening brackets in ``body``, strings included: a bound on how deep it can nest."""
+    if len(body) <= MAX_JSON_DEPTH:
+        return len(body)
+    return body.count(b"[") + body.count(b"{")
 
 
 def _check_declared_length(scope: Scope, limit: int) -> None:
