@@ -11,6 +11,7 @@ import json
 import math
 import re
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,20 @@ def row_shaped_parts(content: dict[str, Any], row_counts: set[int]) -> list[str]
     return found
 
 
-def no_process_mentions(folder: Path) -> bool:
-    """True when no running process has ``folder`` on its command line (children included)."""
-    found = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
-    return found.returncode == 1
+def no_process_mentions(folder: Path, within_s: float = 5.0) -> bool:
+    """True when no running process has ``folder`` on its command line (children included).
+
+    stop() SIGKILLs each process group last; on a busy host a killed process may take a moment to
+    leave the process table, so the check polls briefly rather than reading one instant.
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        found = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
+        if found.returncode == 1:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
 
 
 def audited_replies(audit_dir: Path, site: str) -> list[dict[str, Any]]:

@@ -201,13 +201,13 @@ def test_hub_service_on_the_attached_postgres_cdm(eunomia_pg: tuple[str, str], t
 def test_risk_train_validate_score_on_an_attached_postgres_cdm(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    """A 1,500-person toy CDM in PostgreSQL schemas, attached by a SELECT-only role: the risk verbs run."""
+    """An 800-person toy CDM in PostgreSQL schemas, attached by a SELECT-only role: the risk verbs run."""
     from healthmesh.cdm import create_hub
     from healthmesh.risk.toycdm import populate_toy_cdm
 
     toy = tmp_path / "toy.duckdb"
     with create_hub(str(toy)) as db:
-        populate_toy_cdm(db, 1500, seed=11)
+        populate_toy_cdm(db, 800, seed=11)  # enough of each outcome to train on
     name = postgres_server.create()
     admin_url = database_url(postgres_server.url, name)
     role = ""
