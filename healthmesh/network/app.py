@@ -24,16 +24,18 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healthmesh.errors import AuthError, CohortError, FederationError
 from healthmesh.network.store import Caller, NetworkStore, StudyConflict, StudyNotFound
 from healthmesh.network.studies import StudyRequest, combine_results
 
-__all__ = ["MAX_RESULT_BYTES", "MAX_WAIT_S", "create_network_app"]
+__all__ = ["MAX_REQUEST_BYTES", "MAX_RESULT_BYTES", "MAX_WAIT_S", "BodyLimit", "create_network_app"]
 
 MAX_WAIT_S = 30.0  # the longest a long-poll is held open
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a hub's released result (a characterization is the largest)
 EXPIRY_CHECK_S = 0.5
+MAX_REQUEST_BYTES = 1024 * 1024  # any other body (a study request with its cohort definition)
 
 
 class Signals:
@@ -60,6 +62,48 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), timeout=seconds)
     except TimeoutError:
         pass
+
+
+class BodyLimit:
+    """Reads a request's body before the app does and answers 413 past its route's limit.
+
+    Buffering is fine here: the largest body allowed is a hub's result, a few MiB at most. Counting
+    the bytes as they come also covers a body sent without a Content-Length (chunked).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_RESULT_BYTES if scope["path"].endswith("/result") else MAX_REQUEST_BYTES
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                response = JSONResponse({"detail": f"the body may be at most {limit} bytes"}, status_code=413)
+                await response(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class StateChange(BaseModel):
@@ -137,6 +181,7 @@ def create_network_app(db_path: Path | str) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -236,13 +281,8 @@ def create_network_app(db_path: Path | str) -> FastAPI:
 
     @app.post("/hub/studies/{study_id}/result")
     async def post_result(study_id: str, request: Request, who: Hub) -> dict[str, Any]:
-        """This hub's released result; the study's part at this hub is done."""
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > MAX_RESULT_BYTES:
-            raise HTTPException(413, f"a result may be at most {MAX_RESULT_BYTES} bytes")
+        """This hub's released result (at most ``MAX_RESULT_BYTES``); the study's part at this hub is done."""
         raw = await request.body()
-        if len(raw) > MAX_RESULT_BYTES:
-            raise HTTPException(413, f"a result may be at most {MAX_RESULT_BYTES} bytes")
         try:
             body = ReleasedResult.model_validate_json(raw)
         except ValueError:

@@ -266,6 +266,13 @@ def test_bad_requests_get_one_line_reasons(live: LiveNetwork) -> None:
             with pytest.raises(FederationError, match=reason) as caught:
                 client.submit(request)
             assert "\n" not in str(caught.value) and "HTTP 422" in str(caught.value)
+    oversized = httpx.post(
+        f"{live.coordinator.url}/studies",
+        json={"kind": "count", "purpose": "x" * (2 * 1024 * 1024), "concept_ids": [1]},
+        headers={"Authorization": f"Bearer {live.researchers['bob']}"},
+        verify=tls_context(live.ca),
+    )
+    assert oversized.status_code == 413 and "at most" in oversized.json()["detail"]
     done = subprocess.run(
         [sys.executable, "-m", "healthmesh", "study", "submit", "--kind", "validate", "--purpose", "x y z"],
         env={
