@@ -14,6 +14,8 @@ someone else), 409 (a state change the study's state does not allow), 413, 422 (
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +33,8 @@ from healthmesh.network.store import Caller, NetworkStore, StudyConflict, StudyN
 from healthmesh.network.studies import StudyRequest, combine_results
 
 __all__ = ["MAX_REQUEST_BYTES", "MAX_RESULT_BYTES", "MAX_WAIT_S", "BodyLimit", "create_network_app"]
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30.0  # the longest a long-poll is held open
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a hub's released result (a characterization is the largest)
@@ -161,8 +165,11 @@ def create_network_app(db_path: Path | str) -> FastAPI:
     async def expire_overdue() -> None:
         # Deadlines pass without a request to notice them: a second's resolution is plenty.
         while True:
-            for study_id in store.expire():
-                signals.fire(f"study:{study_id}")
+            try:
+                for study_id in store.expire():
+                    signals.fire(f"study:{study_id}")
+            except sqlite3.Error as error:  # the file busy past its timeout: try again next time
+                log.warning("deadlines not checked: %s", error)
             await asyncio.sleep(EXPIRY_CHECK_S)
 
     @asynccontextmanager
@@ -232,13 +239,17 @@ def create_network_app(db_path: Path | str) -> FastAPI:
         or after ``wait`` seconds with its state then.
         """
         deadline = time.monotonic() + wait
-        while True:
+        current = document(study_id, who.name)
+        while current["state"] != "finished" and time.monotonic() < deadline:
+            # Taken before the second read: a change after that read sets this event. Only open
+            # studies get one, and the change that finishes a study removes it.
             event = signals.current(f"study:{study_id}")
             current = document(study_id, who.name)
-            remaining = deadline - time.monotonic()
-            if current["state"] == "finished" or remaining <= 0:
-                return current
-            await _wait(event, remaining)
+            if current["state"] == "finished":
+                break
+            await _wait(event, deadline - time.monotonic())
+            current = document(study_id, who.name)
+        return current
 
     @app.get("/hub/studies")
     async def pull(who: Hub, wait: Wait = 0.0, again: bool = False) -> list[dict[str, Any]]:
