@@ -240,15 +240,17 @@ def number_records(db: HubDatabase, path: Path) -> None:
     from one numbered read of the file's types and ids only: a rejection costs this light read, not
     a second staging and mapping of the whole batch. Each rejected record has an id (the caller
     checks); a component takes its Observation's number. The file was read unnumbered, so all its
-    lines are valid JSON that fits the small buffers: this read keeps line order on every core."""
+    lines are valid JSON that fits the small buffers: this read keeps line order on every core. A
+    typed read of the two keys skips building each object (half the time of extracting them); a
+    line that is not an object is a row of NULLs, so the numbering is the same."""
     db.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE hm_numbers AS
-        SELECT k[1] AS resource_type, k[2] AS rid, min(ordinality) AS rec FROM (
-            SELECT ordinality, json_extract_string(json, ['$.resourceType', '$.id']) AS k
-            FROM read_json_objects({_sql_str(str(path))}, format='newline_delimited', ignore_errors=true,
-                                   maximum_object_size={PARALLEL_LINE_BYTES}) WITH ORDINALITY
-        ) WHERE k[2] IN (SELECT coalesce(parent_rid, rid) FROM hm_checked WHERE status = 'rejected' AND rec IS NULL)
+        SELECT resourceType AS resource_type, id AS rid, min(ordinality) AS rec
+        FROM read_json({_sql_str(str(path))}, format='newline_delimited', records=true, ignore_errors=true,
+                       columns={{'resourceType': 'VARCHAR', 'id': 'VARCHAR'}},
+                       maximum_object_size={PARALLEL_LINE_BYTES}) WITH ORDINALITY
+        WHERE id IN (SELECT coalesce(parent_rid, rid) FROM hm_checked WHERE status = 'rejected' AND rec IS NULL)
         GROUP BY ALL
         """
     )
