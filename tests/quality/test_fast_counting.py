@@ -9,9 +9,12 @@ whose observation periods have gaps, overlaps, duplicates, reversed dates and to
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
-from healthmesh.cdm import cdm_tables
+from healthmesh.cdm import cdm_tables, connect
 from healthmesh.quality import run_quality
 
 _PERIOD = "INSERT INTO observation_period VALUES"
@@ -54,11 +57,16 @@ FAULTS = (
 )
 
 
-@pytest.fixture
-def faulty(clean_cdm):
+@pytest.fixture(scope="module")
+def faulty(clean_cdm_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The sample CDM with the faults above and its quality report, built once (the tests only read)."""
+    target = tmp_path_factory.mktemp("faulty") / "hub.duckdb"
+    shutil.copy(clean_cdm_file, target)
+    db = connect(target)
     for statement in FAULTS:
-        clean_cdm.execute(statement)
-    return clean_cdm, run_quality(clean_cdm)
+        db.execute(statement)
+    yield db, run_quality(db)
+    db.close()
 
 
 def _within_observation_period_plainly(table: str, date: str) -> str:
