@@ -107,7 +107,7 @@ def test_foreign_keys_count_as_not_in_does(faulty) -> None:
     assert len(ours) > 20
     for r in ours:
         ref = fields[(r.table, r.field)]
-        key = keys[ref]
+        key = keys[str(ref)]
         plain = db.rows(
             f'SELECT count(*) FILTER (WHERE "{r.field}" IS NOT NULL AND "{r.field}" NOT IN'
             f" (SELECT {key} FROM {ref} WHERE {key} IS NOT NULL)), count(*) FROM {r.table}"
