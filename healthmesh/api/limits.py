@@ -65,6 +65,7 @@ _PASSES_UP_TO = 64 * 1024  # brackets; beyond, a vectorised pass (linear in the 
 # Where the guard leaves the body it read, for the route to take as it is (``JsonRoute``) rather than
 # gather it again from the replayed message (Starlette's ``Request.body`` copies it).
 BODY_SCOPE_KEY = "healthmesh.body"
+_COUNT_UP_TO = 16 * 1024  # bytes; a larger body is scanned for depth without first counting its brackets
 
 
 def body_limit(path: str) -> int:
@@ -240,8 +241,9 @@ class RequestGuard:
 
 
 def _openings(body: bytes) -> int:
-    """Opening brackets in ``body``, strings included: a bound on how deep it can nest."""
-    if len(body) <= MAX_JSON_DEPTH:
+    """A bound on how deep ``body`` can nest: its opening brackets, strings included, counted when
+    that is cheap; for a large body (a Bundle: thousands of brackets) its length, so it is scanned."""
+    if len(body) <= MAX_JSON_DEPTH or len(body) > _COUNT_UP_TO:
         return len(body)
     return body.count(b"[") + body.count(b"{")
 
