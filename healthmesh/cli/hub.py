@@ -119,6 +119,8 @@ def serve(
     )
     uvicorn.run(
         application, host=host, port=port, log_level=log_level, access_log=False,
+        # The audit names the peer that connected: no X-Forwarded-For from a loopback caller may rename it.
+        proxy_headers=False, forwarded_allow_ips="",
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )  # fmt: skip

@@ -58,6 +58,8 @@ def serve(
     console.print(f"network coordinator: {scheme}://{host}:{port} (OpenAPI at /docs)", highlight=False)
     uvicorn.run(
         application, host=host, port=port, log_level=log_level, access_log=False,
+        # The audit names the peer that connected: no X-Forwarded-For from a loopback caller may rename it.
+        proxy_headers=False, forwarded_allow_ips="",
         # Long-polls hold requests open for up to 30 s: a stop should not wait for them.
         timeout_graceful_shutdown=1,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,

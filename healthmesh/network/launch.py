@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from healthmesh.config import write_private
 from healthmesh.errors import ConfigError
 from healthmesh.federation.tls import make_self_signed_tls
 from healthmesh.network.client import tls_context
@@ -171,8 +172,7 @@ def start_live_network(
             folder.mkdir(parents=True, exist_ok=True)
             credential_file = folder / "network-credential"
             credential_file.unlink(missing_ok=True)
-            credential_file.write_text(credentials[name])
-            credential_file.chmod(0o600)
+            write_private(credential_file, credentials[name])
             command = [
                 *python, "hub", "serve", "--hub", name, "--db", str(db), "--host", hub_host[name],
                 "--port", str(hub_ports[name]), "--network", coordinator.url,

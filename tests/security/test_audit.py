@@ -45,6 +45,9 @@ def audited(
         assert httpx.post(f"{hub.url}/risk/{'m' * 60_000}/score", content=b"{}").status_code in (401, 414)
         admin = hub.headers("admin")  # a successful token request, on record too
         assert httpx.get(f"{hub.url}/catalog", headers=admin).status_code == 200
+        # A loopback caller claiming to be someone else: the audit must name the peer, not the claim.
+        claimed = {**admin, "X-Forwarded-For": "198.51.100.66", "Forwarded": "for=198.51.100.66"}
+        assert httpx.get(f"{hub.url}/catalog", headers=claimed).status_code == 200
         entries = httpx.get(f"{hub.url}/audit", params={"limit": 1000}, headers=admin).json()["entries"]
     finally:
         log = hub.stop()
@@ -72,6 +75,16 @@ def test_failed_and_successful_token_requests_are_audited_with_the_caller_addres
         host, _, port = entry["client"].rpartition(":")
         assert host == "127.0.0.1" and port.isdigit(), entry["client"]
         assert entry["outcome"] in ("ok", "unauthenticated")
+
+
+def test_a_forwarded_for_header_from_a_loopback_caller_does_not_rename_it_in_the_audit(
+    audited: tuple[ServedHub, list[dict]],
+) -> None:
+    _, entries = audited
+    catalog = [e for e in entries if e["route"] == "/catalog"]
+    assert len(catalog) >= 2
+    assert all(e["client"].rpartition(":")[0] == "127.0.0.1" for e in catalog), [e["client"] for e in catalog]
+    assert not any("198.51.100.66" in (e["client"] or "") for e in entries)
 
 
 def test_an_anonymous_long_path_leaves_a_bounded_route(audited: tuple[ServedHub, list[dict]]) -> None:
