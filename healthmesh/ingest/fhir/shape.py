@@ -42,16 +42,6 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _duckdb_type(shape: object) -> str:
-    """The DuckDB type of a shape (as ``json_transform`` reads it)."""
-    if isinstance(shape, str):
-        return shape
-    if isinstance(shape, list):
-        return _duckdb_type(shape[0]) + "[]"
-    assert isinstance(shape, dict)
-    return "STRUCT(" + ", ".join(f'"{key}" {_duckdb_type(kind)}' for key, kind in shape.items()) + ")"
-
-
 class _Node:
     """A point of the shape: a leaf, an object (keys), a list (one element shape) or, where the
     paths disagree, JSON text with the rest of each path extracted from it."""
@@ -116,13 +106,6 @@ class Shape:
     def transform(self, document_sql: str) -> str:
         """SQL: the document (JSON text) read into the shape; NULL for a NULL document."""
         return f"json_transform({document_sql}, {_sql_str(json.dumps(self._root.shape()))})"
-
-    def columns(self) -> str:
-        """SQL: the shape's top-level keys and their DuckDB types, as ``read_json``'s ``columns``:
-        a typed read of a file gives each line as a row of this shape without building its object."""
-        top = self._root.shape()
-        assert isinstance(top, dict)
-        return "{" + ", ".join(f"{_sql_str(key)}: {_sql_str(_duckdb_type(kind))}" for key, kind in top.items()) + "}"
 
     def transform_list(self, document_sql: str) -> str:
         """SQL: a JSON list of documents read into a list of the shape (a non-list gives NULL)."""

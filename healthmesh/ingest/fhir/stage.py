@@ -195,8 +195,7 @@ def stage_ndjson_file(
 def _read_ndjson(db: HubDatabase, path: Path, fields: Shape, parallel: bool, numbered: bool) -> bool:
     """Fill the fresh ``hm_stage`` with the file's lines; returns whether they are in file order.
 
-    The first read is typed (``_ndjson_typed_select``); a file with a line that is not a FHIR
-    object is read again as text. DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
+    DuckDB reads a file in buffers of about twice ``maximum_object_size``, one thread per buffer:
     the 1 GB limit that lets long lines be reported keeps a whole file in one buffer, on one core.
     So a file is first read with small buffers; a line that is not valid JSON (whose record
     number that read may not keep) or too long for them sends the file to the one ordered read.
@@ -204,14 +203,6 @@ def _read_ndjson(db: HubDatabase, path: Path, fields: Shape, parallel: bool, num
     merging each thread's rows back into file order.
     """
     if parallel:
-        try:
-            with nullcontext() if numbered else db.unordered():
-                db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_typed_select(path, fields)}")
-            if not db.scalar("SELECT count(*) FROM hm_stage WHERE resource_type IS NULL"):
-                return numbered
-        except CDMError:
-            pass
-        create_stage(db)
         try:
             with nullcontext() if numbered else db.unordered():
                 db.execute(
@@ -224,21 +215,6 @@ def _read_ndjson(db: HubDatabase, path: Path, fields: Shape, parallel: bool, num
         create_stage(db)
     db.execute(f"INSERT INTO hm_stage BY NAME {_ndjson_select(path, fields, MAX_LINE_BYTES)}")
     return True
-
-
-def _ndjson_typed_select(path: Path, fields: Shape) -> str:
-    """The file's lines as staged rows through a typed read (``read_json`` with the shape's
-    columns): DuckDB reads each line straight into the shape, a third of the CPU of reading it as
-    text and then walking it. A line that is not a JSON object with a resourceType (not JSON at
-    all, say) reads as a row without one: the caller then reads the file the general way, which
-    tells why."""
-    return f"""
-        SELECT {_select_from_extracted(fields)} FROM (
-            SELECT 1 AS file_no, NULL::BIGINT AS rec, NULL::BIGINT AS entry, NULL::VARCHAR AS parse_error, r AS f
-            FROM read_json({_sql_str(str(path))}, format='newline_delimited', records=true, ignore_errors=true,
-                           maximum_object_size={PARALLEL_LINE_BYTES}, columns={fields.columns()}) r
-        )
-    """
 
 
 def _ndjson_select(path: Path, fields: Shape, line_bytes: int, lines: str = "") -> str:
