@@ -16,7 +16,6 @@ import pandas as pd
 
 from healthmesh.errors import ForecastError
 from healthmesh.forecast.cdm_series import read_hub_ili
-from healthmesh.forecast.charts import fan_chart, rt_chart
 from healthmesh.forecast.facade import Forecaster
 from healthmesh.forecast.models import DEFAULT_MODEL
 from healthmesh.forecast.protect import ProtectedSeries, release_series
@@ -58,6 +57,8 @@ def forecast_regions(
     forecast = forecast[forecast["model"] == model]
     rt = protected.rt(si_mean, si_sd) if protected else rt_by_region(data, si_mean, si_sd)
     regions: dict[str, dict] = {}
+    from healthmesh.forecast.charts import fan_chart, rt_chart  # matplotlib only where charts are drawn
+
     warnings = []
     for uid, history in data.groupby("unique_id", sort=True):
         fc = forecast[forecast["unique_id"] == uid].sort_values("step")

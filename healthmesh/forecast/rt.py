@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from healthmesh.errors import ForecastError
 
@@ -41,6 +40,8 @@ def discretise_serial_interval(
             f"serial interval needs mean > 0, sd > 0 and step > 0; got {mean}, {sd}, {step_days}"
         )
     shape, scale = (mean / sd) ** 2, sd**2 / mean
+    from scipy import stats  # SciPy loads where Rt is computed, not with the hub service
+
     dist = stats.gamma(shape, scale=scale)
     steps = max(2, int(np.ceil(dist.ppf(mass) / step_days)) + 1)
     edges = np.concatenate([[0.0], (np.arange(1, steps + 1) + 0.5) * step_days])
@@ -63,6 +64,8 @@ def estimate_rt(
     cases) are left out: between epidemics there is nothing to learn and the posterior would only
     repeat the prior.
     """
+    from scipy import stats
+
     incidence = np.asarray(incidence, dtype=float)
     if (incidence < 0).any() or not np.isfinite(incidence).all():
         raise ForecastError("incidence must be finite and >= 0 for Rt estimation")

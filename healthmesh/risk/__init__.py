@@ -13,15 +13,60 @@ Entry points the CLI, the API and ``healthmesh demo`` call:
 
 from __future__ import annotations
 
-from healthmesh.risk.fit_table import fit_table, validate_table
-from healthmesh.risk.learners import DEFAULT_MODELS, MODEL_NAMES
-from healthmesh.risk.metrics import METRIC_KEYS, evaluate, evaluate_groups
-from healthmesh.risk.modelfile import SafeModel, load_model, save_model
-from healthmesh.risk.registry import list_entries, load_registered, register
-from healthmesh.risk.scoring import BundleScorer, PersonScorer, score_batch, score_bundle, score_person
-from healthmesh.risk.tables import TableData, make_preprocessor, read_table
-from healthmesh.risk.tasks import Task, builtin_tasks, load_task
-from healthmesh.risk.train import train_task, validate_cdm
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# The names below load their module on first use: the hub service scores with a few of them and
+# should not pay for scikit-learn, SciPy and matplotlib (training, plots) at every start.
+_EXPORTS = {
+    "BundleScorer": "healthmesh.risk.scoring",
+    "DEFAULT_MODELS": "healthmesh.risk.names",
+    "METRIC_KEYS": "healthmesh.risk.metrics",
+    "MODEL_NAMES": "healthmesh.risk.names",
+    "PersonScorer": "healthmesh.risk.scoring",
+    "SafeModel": "healthmesh.risk.modelfile",
+    "TableData": "healthmesh.risk.tables",
+    "Task": "healthmesh.risk.tasks",
+    "builtin_tasks": "healthmesh.risk.tasks",
+    "evaluate": "healthmesh.risk.metrics",
+    "evaluate_groups": "healthmesh.risk.metrics",
+    "fit_table": "healthmesh.risk.fit_table",
+    "list_entries": "healthmesh.risk.registry",
+    "load_model": "healthmesh.risk.modelfile",
+    "load_registered": "healthmesh.risk.registry",
+    "load_task": "healthmesh.risk.tasks",
+    "make_preprocessor": "healthmesh.risk.tables",
+    "read_table": "healthmesh.risk.tables",
+    "register": "healthmesh.risk.registry",
+    "save_model": "healthmesh.risk.modelfile",
+    "score_batch": "healthmesh.risk.scoring",
+    "score_bundle": "healthmesh.risk.scoring",
+    "score_person": "healthmesh.risk.scoring",
+    "train_task": "healthmesh.risk.train",
+    "validate_cdm": "healthmesh.risk.train",
+    "validate_table": "healthmesh.risk.fit_table",
+}
+
+if TYPE_CHECKING:
+    from healthmesh.risk.fit_table import fit_table, validate_table
+    from healthmesh.risk.metrics import METRIC_KEYS, evaluate, evaluate_groups
+    from healthmesh.risk.modelfile import SafeModel, load_model, save_model
+    from healthmesh.risk.names import DEFAULT_MODELS, MODEL_NAMES
+    from healthmesh.risk.registry import list_entries, load_registered, register
+    from healthmesh.risk.scoring import BundleScorer, PersonScorer, score_batch, score_bundle, score_person
+    from healthmesh.risk.tables import TableData, make_preprocessor, read_table
+    from healthmesh.risk.tasks import Task, builtin_tasks, load_task
+    from healthmesh.risk.train import train_task, validate_cdm
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -20,12 +20,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
 from healthmesh.errors import ModelError
+from healthmesh.risk.names import DEFAULT_MODELS, MODEL_NAMES
 from healthmesh.risk.tables import make_preprocessor
 
 __all__ = ["DEFAULT_MODELS", "MODEL_NAMES", "check_outcomes", "choose_model", "model_label"]
-
-MODEL_NAMES = ("logistic-l1", "logistic-l2", "lightgbm")
-DEFAULT_MODELS = MODEL_NAMES
 
 # Smallest number of outcomes (and of non-outcomes) that still gives every fold some of each.
 MIN_PER_CLASS = 10

@@ -16,16 +16,18 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.pipeline import Pipeline
 
 from healthmesh.errors import ModelError
 from healthmesh.risk.treecheck import check_tree_model, trial_load
+
+if TYPE_CHECKING:  # loaded where used: a service that scores a logistic model never needs them
+    import lightgbm as lgb
+    from sklearn.pipeline import Pipeline
 
 __all__ = [
     "FORMAT",
@@ -259,6 +261,8 @@ def _load_booster(path: Path, n_features: int) -> lgb.Booster:
         raise ModelError(f"{path.name}: has bytes outside ASCII; refusing the model") from None
     check_tree_model(text, n_features)
     trial_load(text)
+    import lightgbm as lgb
+
     return lgb.Booster(model_str=text)
 
 

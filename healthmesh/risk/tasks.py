@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from healthmesh.cohorts import CohortDefinition, load_cohort
 from healthmesh.errors import ModelError
-from healthmesh.risk.learners import MODEL_NAMES
+from healthmesh.risk.names import MODEL_NAMES
 
 __all__ = ["FeatureSettings", "Task", "TimeAtRisk", "builtin_tasks", "load_task"]
 
