@@ -13,11 +13,12 @@ Entry points the CLI, the API and ``healthmesh demo`` call:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+import typing as _typing
+from importlib import import_module as _import_module
 
 # The names below load their module on first use: the hub service scores with a few of them and
-# should not pay for scikit-learn, SciPy and matplotlib (training, plots) at every start.
+# should not pay for scikit-learn, SciPy and matplotlib (training, plots) at every start. No name
+# may be its module's name: importing a submodule sets it on the package, hiding the function.
 _EXPORTS = {
     "BundleScorer": "healthmesh.risk.scoring",
     "DEFAULT_MODELS": "healthmesh.risk.names",
@@ -30,7 +31,7 @@ _EXPORTS = {
     "builtin_tasks": "healthmesh.risk.tasks",
     "evaluate": "healthmesh.risk.metrics",
     "evaluate_groups": "healthmesh.risk.metrics",
-    "fit_table": "healthmesh.risk.fit_table",
+    "fit_table": "healthmesh.risk.flat_table",
     "list_entries": "healthmesh.risk.registry",
     "load_model": "healthmesh.risk.modelfile",
     "load_registered": "healthmesh.risk.registry",
@@ -44,11 +45,11 @@ _EXPORTS = {
     "score_person": "healthmesh.risk.scoring",
     "train_task": "healthmesh.risk.train",
     "validate_cdm": "healthmesh.risk.train",
-    "validate_table": "healthmesh.risk.fit_table",
+    "validate_table": "healthmesh.risk.flat_table",
 }
 
-if TYPE_CHECKING:
-    from healthmesh.risk.fit_table import fit_table, validate_table
+if _typing.TYPE_CHECKING:
+    from healthmesh.risk.flat_table import fit_table, validate_table
     from healthmesh.risk.metrics import METRIC_KEYS, evaluate, evaluate_groups
     from healthmesh.risk.modelfile import SafeModel, load_model, save_model
     from healthmesh.risk.names import DEFAULT_MODELS, MODEL_NAMES
@@ -59,11 +60,11 @@ if TYPE_CHECKING:
     from healthmesh.risk.train import train_task, validate_cdm
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    value = getattr(_import_module(module), name)
     globals()[name] = value
     return value
 

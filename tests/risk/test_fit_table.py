@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 
 from healthmesh.errors import ModelError
 from healthmesh.risk import make_preprocessor, read_table
-from healthmesh.risk.fit_table import fit_table, outer_splitter, validate_table
+from healthmesh.risk.flat_table import fit_table, outer_splitter, validate_table
 from healthmesh.risk.registry import load_registered
 
 REQUIRED = {
