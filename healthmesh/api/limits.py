@@ -30,10 +30,11 @@ import numpy as np
 import orjson
 from fastapi import HTTPException
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healthmesh.cdm import HubDatabase
 from healthmesh.errors import CDMError
+from healthmesh.web.asgi import replaying
 
 __all__ = [
     "BODY_SCOPE_KEY",
@@ -188,16 +189,7 @@ class RequestGuard:
             client = _token_client(scope, body)
             if client is not None:
                 state["audit_subject"] = client[:200] or "(empty client id)"
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     def _authenticate(self, scope: Scope, state: dict[str, Any]) -> None:
         token = _bearer(scope)

@@ -26,11 +26,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healthmesh.errors import AuthError, CohortError, FederationError
 from healthmesh.network.store import Caller, NetworkStore, StudyConflict, StudyNotFound
 from healthmesh.network.studies import StudyRequest, combine_results
+from healthmesh.web.asgi import replaying
 
 __all__ = ["MAX_REQUEST_BYTES", "MAX_RESULT_BYTES", "MAX_WAIT_S", "BodyLimit", "create_network_app"]
 
@@ -97,17 +98,7 @@ class BodyLimit:
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body"))
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
 class StateChange(BaseModel):
